@@ -1,0 +1,444 @@
+"""Writing a feature store: one writer, appending complete blocks of clips, committing them atomically.
+
+A write is two steps: the block's rows are appended to every array (features first, the clip table last),
+then the root attribute ``rows`` is raised to include them. Zarr writes each metadata document and chunk
+atomically (temporary file + rename on local disks; single PUTs on object stores), so a writer killed at
+any point leaves a store whose committed rows are intact; the next writer trims the uncommitted tail.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+import emo
+from emo.errors import StoreError, UsageError
+from emo.features_store.location import StoreLocation, parse_location
+from emo.features_store.lock import LOCK_NAME, StoreLock
+from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, FeatureSpec, SequenceSpec, VectorSpec
+from emo.features_store.store import ROWS_ATTR, check_version
+
+#: Target uncompressed size of one chunk of a ragged (per-frame) array.
+FRAME_CHUNK_BYTES = 4 << 20
+
+
+@dataclass
+class ClipResult:
+    """Everything extracted for one clip: its clip-table values and its feature arrays by store path."""
+
+    columns: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def clip_id(self) -> str:
+        return str(self.columns["clip_id"])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _compressor(dtype: Any) -> list[Any]:
+    if dtype is str:
+        return [zarr.codecs.ZstdCodec(level=3)]
+    itemsize = np.dtype(dtype).itemsize
+    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle" if itemsize > 1 else "bitshuffle", typesize=itemsize)]
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two (nested) configs."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part, "<absent>") if isinstance(value, dict) else "<absent>"
+    return value
+
+
+class StoreWriter:
+    """The single writer of a store. Buffers clip results and appends them in chunk-aligned blocks.
+
+    Open with :meth:`open`; add results with :meth:`add`; :meth:`close` flushes the rest and releases the
+    lock. ``on_commit(rows_total, rows_added)`` is called after every committed block.
+    """
+
+    def __init__(
+        self,
+        group: zarr.Group,
+        location: StoreLocation,
+        lock: StoreLock,
+        specs: Sequence[FeatureSpec],
+        *,
+        flush_seconds: float,
+        on_commit: Callable[[int, int], None] | None,
+    ) -> None:
+        self.group = group
+        self.location = location
+        self.lock = lock
+        self.specs = list(specs)
+        self.chunk_rows = int(group.attrs["chunk_rows"])
+        self.rows = int(group.attrs.get(ROWS_ATTR, 0))
+        self.flush_seconds = flush_seconds
+        self.on_commit = on_commit
+        self._buffer: list[ClipResult] = []
+        self._last_flush = time.monotonic()
+        self._paths = {p for s in self.specs for p in s.arrays()}
+
+    # -- opening ----------------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        store: str | StoreLocation,
+        *,
+        specs: Sequence[FeatureSpec],
+        labels: Sequence[str],
+        dataset: dict[str, Any],
+        extraction: dict[str, Any],
+        software: dict[str, str],
+        chunk_rows: int = 256,
+        overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        flush_seconds: float = 30.0,
+        on_commit: Callable[[int, int], None] | None = None,
+    ) -> StoreWriter:
+        """Create a store, or reopen one written with the same extraction config to add clips to it.
+
+        ``extraction`` is ``{"config": {...}, "config_hash": "..."}``. A store with a different config hash
+        or label set is refused (naming what differs) unless ``overwrite`` is set.
+        """
+        location = parse_location(store, storage_options)
+        if location.is_zip:
+            raise UsageError(
+                f"cannot extract into {location.display}: a .zip store is read-only; "
+                "extract into a directory and run 'emo store pack'"
+            )
+        _check_writable(location)
+        lock = StoreLock(location).acquire()
+        try:
+            exists = location.exists()
+            if exists and overwrite:
+                _clear(location)
+                exists = False
+            zstore = location.zarr_store(read_only=False)
+            if exists:
+                group = zarr.open_group(zstore, mode="r+")
+                attrs = dict(group.attrs)
+                check_version(attrs, location.display)
+                _check_compatible(location, attrs, labels, extraction)
+            else:
+                group = _create(zstore, specs, labels, dataset, extraction, software, chunk_rows)
+            writer = cls(group, location, lock, specs, flush_seconds=flush_seconds, on_commit=on_commit)
+            writer._trim_uncommitted()
+            return writer
+        except BaseException:
+            lock.release()
+            raise
+
+    def done_clip_ids(self) -> set[str]:
+        """Ids of the clips already committed (a resumed run skips them)."""
+        return set(np.asarray(self.group["clips/clip_id"][: self.rows]).tolist())
+
+    # -- writing ----------------------------------------------------------------------------------------
+    def add(self, result: ClipResult) -> None:
+        """Queue one clip's results; whole chunks (and, every ``flush_seconds``, the rest) are written."""
+        self._validate(result)
+        self._buffer.append(result)
+        boundary = (self.rows + len(self._buffer)) // self.chunk_rows * self.chunk_rows
+        if boundary > self.rows:
+            self._write(boundary - self.rows)
+        elif time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every queued clip now."""
+        if self._buffer:
+            self._write(len(self._buffer))
+
+    def close(self) -> None:
+        """Flush what is queued and release the writer lock."""
+        try:
+            self.flush()
+        finally:
+            self.lock.release()
+
+    def abort(self) -> None:
+        """Release the lock without writing the queued (uncommitted) clips."""
+        self._buffer.clear()
+        self.lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            # a failure mid-run: keep what is complete, never write a half-built block
+            try:
+                self.flush()
+            finally:
+                self.lock.release()
+
+    def _validate(self, result: ClipResult) -> None:
+        missing = self._paths - result.arrays.keys()
+        if missing:
+            raise StoreError(f"clip {result.clip_id}: no value for {sorted(missing)}")
+        for spec in self.specs:
+            for path, (shape, _dtype, ragged) in spec.arrays().items():
+                got = result.arrays[path].shape
+                if (got[1:] if ragged else got) != tuple(shape):
+                    raise StoreError(
+                        f"clip {result.clip_id}: {path} has shape {got}, expected "
+                        f"{'(frames, ' + str(shape)[1:] if ragged else shape}"
+                    )
+            if isinstance(spec, SequenceSpec):
+                lengths = {result.arrays[f"{spec.path}/{f}"].shape[0] for f in spec.fields}
+                if len(lengths) != 1:
+                    raise StoreError(f"clip {result.clip_id}: fields of {spec.path} differ in length {lengths}")
+
+    def _write(self, n: int) -> None:
+        block, self._buffer = self._buffer[:n], self._buffer[n:]
+        g = self.group
+        for spec in self.specs:
+            if isinstance(spec, VectorSpec):
+                g[spec.path].append(np.stack([r.arrays[spec.path] for r in block]).astype(spec.dtype))
+                continue
+            offsets = g[f"{spec.path}/offsets"]
+            lengths = np.array([r.arrays[f"{spec.path}/{next(iter(spec.fields))}"].shape[0] for r in block])
+            base = int(offsets[self.rows])
+            for name in spec.fields:
+                values = [r.arrays[f"{spec.path}/{name}"] for r in block]
+                if lengths.sum():
+                    g[f"{spec.path}/{name}"].append(np.concatenate(values).astype(spec.dtype))
+            offsets.append(base + np.cumsum(lengths, dtype=np.int64))
+            if spec.derived:
+                for name in ("aligned", "mask", "pooled"):
+                    g[f"{spec.path}/{name}"].append(np.stack([r.arrays[f"{spec.path}/{name}"] for r in block]))
+        for col in CLIP_COLUMNS:
+            values = [r.columns.get(col.name, col.fill) for r in block]
+            data = np.array(values, dtype=object) if col.dtype is str else np.array(values, dtype=col.dtype)
+            g[f"clips/{col.name}"].append(data)
+        self.rows += len(block)
+        g.attrs.update({ROWS_ATTR: self.rows, "updated_at": _now()})
+        self.lock.heartbeat()
+        self._last_flush = time.monotonic()
+        if self.on_commit is not None:
+            self.on_commit(self.rows, len(block))
+
+    def _trim_uncommitted(self) -> None:
+        """Cut every array back to the committed rows (after an interrupted writer)."""
+        g = self.group
+        n = self.rows
+        for spec in self.specs:
+            end = int(g[f"{spec.path}/offsets"][n]) if isinstance(spec, SequenceSpec) else n
+            for path, (_shape, _dtype, ragged) in spec.arrays().items():
+                _truncate(g[path], end if ragged else n)
+            if isinstance(spec, SequenceSpec):
+                _truncate(g[f"{spec.path}/offsets"], n + 1)
+        for col in CLIP_COLUMNS:
+            _truncate(g[f"clips/{col.name}"], n)
+        if self.location.is_local:
+            for partial in self.location.path.rglob("*.partial"):
+                partial.unlink(missing_ok=True)
+
+
+def _truncate(arr: zarr.Array, length: int) -> None:
+    if arr.shape[0] > length:
+        arr.resize((length, *arr.shape[1:]))
+
+
+def _check_writable(location: StoreLocation) -> None:
+    if not location.is_local:
+        return
+    path = location.path
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"cannot write a store to {path}: it exists and is not a directory")
+    if path.is_dir() and not (path / "zarr.json").exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
+        raise UsageError(
+            f"cannot write a store to {path}: the directory exists, is not empty and is not an emo store; "
+            "choose a new path"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".emo-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write a store to {path}: {exc.strerror or exc}") from None
+
+
+def _clear(location: StoreLocation) -> None:
+    """Delete a store's contents (for --overwrite), keeping the lock we hold."""
+    if location.is_local:
+        for child in location.path.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(location.url, **location.storage_options)
+    for child in fs.ls(root, detail=False):
+        if not child.rstrip("/").endswith(LOCK_NAME):
+            fs.rm(child, recursive=True)
+
+
+def _check_compatible(
+    location: StoreLocation, attrs: dict[str, Any], labels: Sequence[str], extraction: dict[str, Any]
+) -> None:
+    old = attrs.get("extraction", {})
+    if old.get("config_hash") != extraction["config_hash"]:
+        diffs = config_differences(old.get("config", {}), extraction["config"])
+        detail = "; ".join(
+            f"{k}: store has {_lookup(old.get('config', {}), k)!r}, now {_lookup(extraction['config'], k)!r}"
+            for k in diffs[:8]
+        )
+        raise UsageError(
+            f"{location.display} was extracted with a different configuration ({detail}); "
+            "use the same options to resume, --overwrite to start again, or another -o"
+        )
+    if list(attrs.get("labels", [])) != list(labels):
+        raise UsageError(
+            f"{location.display} has labels {attrs.get('labels')}, the dataset has {list(labels)}; "
+            "use --overwrite or another -o"
+        )
+
+
+def _create(
+    zstore: Any,
+    specs: Iterable[FeatureSpec],
+    labels: Sequence[str],
+    dataset: dict[str, Any],
+    extraction: dict[str, Any],
+    software: dict[str, str],
+    chunk_rows: int,
+) -> zarr.Group:
+    now = _now()
+    # mode "a", not "w": "w" would wipe the directory, lock file included
+    group = zarr.open_group(
+        zstore,
+        mode="a",
+        attributes={
+            "emo_store_version": STORE_VERSION,
+            "emo_version": emo.__version__,
+            "created_at": now,
+            "updated_at": now,
+            "description": "emo multimodal emotion feature store; rows of every array follow clips/clip_id",
+            "dataset": dataset,
+            "labels": list(labels),
+            "extraction": extraction,
+            "software": software,
+            "chunk_rows": chunk_rows,
+            ROWS_ATTR: 0,
+        },
+    )
+    for col in CLIP_COLUMNS:
+        group.create_array(
+            f"clips/{col.name}",
+            shape=(0,),
+            dtype=col.dtype,
+            chunks=(chunk_rows,),
+            compressors=_compressor(col.dtype),
+            fill_value=col.fill,
+            dimension_names=["clip"],
+            attributes={"description": col.description},
+        )
+    for spec in specs:
+        if isinstance(spec, VectorSpec):
+            group.create_array(
+                spec.path,
+                shape=(0, *spec.shape),
+                dtype=spec.dtype,
+                chunks=(chunk_rows, *spec.shape),
+                compressors=_compressor(spec.dtype),
+                fill_value=np.nan,
+                dimension_names=["clip", *[f"d{i}" for i in range(len(spec.shape))]],
+                attributes=spec.attrs,
+            )
+            continue
+        sub = group.require_group(spec.path)
+        sub.attrs.update(spec.attrs)
+        for name, shape in spec.fields.items():
+            row_bytes = int(np.prod(shape)) * np.dtype(spec.dtype).itemsize
+            frames = 1 << max(10, (FRAME_CHUNK_BYTES // max(row_bytes, 1)).bit_length() - 1)
+            sub.create_array(
+                name,
+                shape=(0, *shape),
+                dtype=spec.dtype,
+                chunks=(frames, *shape),
+                compressors=_compressor(spec.dtype),
+                fill_value=np.nan,
+                dimension_names=["frame", *[f"d{i}" for i in range(len(shape))]],
+                attributes={
+                    **spec.attrs,
+                    "ragged": True,
+                    "description": f"frames of all clips; clip i is rows "
+                    f"offsets[i]:offsets[i+1] of {spec.path}/offsets",
+                },
+            )
+        sub.create_array(
+            "offsets",
+            data=np.zeros(1, dtype=np.int64),
+            chunks=(max(chunk_rows, 4096),),
+            compressors=_compressor(np.int64),
+            dimension_names=["clip_edge"],
+            attributes={"description": "N+1 row offsets into the ragged arrays of this group"},
+        )
+        if spec.derived:
+            d, steps = spec.dim, spec.steps
+            sub.create_array(
+                "aligned",
+                shape=(0, steps, d),
+                dtype=spec.dtype,
+                chunks=(chunk_rows, steps, d),
+                compressors=_compressor(spec.dtype),
+                fill_value=0.0,
+                dimension_names=["clip", "step", "d0"],
+                attributes={
+                    "description": f"each clip resampled to {steps} steps (segment means; "
+                    "shorter clips zero-padded, see mask)",
+                    "steps": steps,
+                },
+            )
+            sub.create_array(
+                "mask",
+                shape=(0, steps),
+                dtype=bool,
+                chunks=(chunk_rows, steps),
+                compressors=_compressor(bool),
+                fill_value=False,
+                dimension_names=["clip", "step"],
+                attributes={"description": "True where aligned holds data"},
+            )
+            sub.create_array(
+                "pooled",
+                shape=(0, 2 * d),
+                dtype=spec.dtype,
+                chunks=(chunk_rows, 2 * d),
+                compressors=_compressor(spec.dtype),
+                fill_value=np.nan,
+                dimension_names=["clip", "d0"],
+                attributes={
+                    "description": f"mean over frames (first {d}) then standard deviation "
+                    f"(last {d}); NaN when the clip has no frames"
+                },
+            )
+    return group

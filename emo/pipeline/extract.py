@@ -1,0 +1,188 @@
+"""``extract``: a dataset directory in, a feature store out (DESIGN.md §4), resumable and fault tolerant."""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from emo.features_store.location import parse_location
+from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
+from emo.features_store.writer import ClipResult, StoreWriter
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.datasets import DatasetScan, scan_dataset
+from emo.pipeline.extractors import build_extractors
+from emo.pipeline.runner import ClusterOptions, dask_client, n_workers, run_batches
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = (
+    "numpy",
+    "zarr",
+    "numcodecs",
+    "dask",
+    "distributed",
+    "librosa",
+    "opensmile",
+    "av",
+    "torch",
+    "torchvision",
+    "facenet-pytorch",
+    "transformers",
+    "scikit-learn",
+)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that produce feature values (store provenance)."""
+    versions = {"python": platform.python_version()}
+    for name in SOFTWARE:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass
+class ExtractionReport:
+    """What a run did: counts, statuses and failures by reason (the summary printed at the end)."""
+
+    store: str
+    adapter: str
+    n_clips: int
+    n_already_done: int = 0
+    n_written: int = 0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    status_counts: dict[str, Counter[str]] = field(default_factory=lambda: {m: Counter() for m in MODALITIES})
+    failures: dict[str, list[str]] = field(default_factory=dict)  # reason category -> clip ids
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    n_with_features: int = 0  # written clips with at least one modality extracted
+
+    @property
+    def n_failed(self) -> int:
+        """Clips with at least one failed, missing or face-less modality."""
+        return len({clip for clips in self.failures.values() for clip in clips})
+
+    def add(self, result: ClipResult) -> None:
+        self.n_written += 1
+        statuses = [result.columns.get(f"status_{m}", "") for m in MODALITIES]
+        for m, s in zip(MODALITIES, statuses, strict=True):
+            self.status_counts[m][s] += 1
+        self.n_with_features += any(s == STATUS_OK for s in statuses)
+        if any(s in (STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE) for s in statuses):
+            for reason in filter(None, str(result.columns.get("error", "")).split("; ")):
+                self.failures.setdefault(reason.split(":")[0], []).append(result.clip_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "adapter": self.adapter,
+            "n_clips": self.n_clips,
+            "n_already_done": self.n_already_done,
+            "n_written": self.n_written,
+            "n_with_features": self.n_with_features,
+            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
+            "status": {m: dict(c) for m, c in self.status_counts.items()},
+            "failures": {k: {"count": len(v), "clip_ids": v} for k, v in self.failures.items()},
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+def default_batch_size(n_clips: int, workers: int) -> int:
+    """Clips per task: about four tasks per worker for load balance, at most 32 clips per task."""
+    return max(1, min(32, math.ceil(n_clips / (4 * workers))))
+
+
+def extract(
+    dataset_dir: str | Path,
+    store: str,
+    *,
+    dataset: str = "auto",
+    config: ExtractionConfig | None = None,
+    cluster: ClusterOptions | None = None,
+    batch_size: int | None = None,
+    chunk_rows: int = 256,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_start: Callable[[DatasetScan, int, str | None], None] | None = None,
+    flush_seconds: float = 30.0,
+) -> ExtractionReport:
+    """Extract every clip of ``dataset_dir`` into the store at ``store``.
+
+    Resumes a store written with the same configuration (clips already there are skipped); refuses one
+    written with another unless ``overwrite``. ``progress(done, total)`` is called after each clip is
+    handed to the writer; ``on_start(scan, n_todo, dashboard_link)`` once the cluster is up.
+    """
+    config = config or ExtractionConfig()
+    started = time.monotonic()
+    extractors = build_extractors(config)
+    for ex in extractors:
+        ex.preflight()
+    scan = scan_dataset(dataset_dir, dataset)
+    label_index = {name: i for i, name in enumerate(scan.labels)}
+    specs = [spec for ex in extractors for spec in ex.array_specs]
+    location = parse_location(store, storage_options)
+    report = ExtractionReport(
+        store=location.display, adapter=scan.adapter, n_clips=len(scan.records), skipped_files=scan.skipped
+    )
+
+    def committed(total: int, added: int) -> None:
+        log.info("committed %d clips to %s (%d in the store)", added, location.display, total)
+
+    writer = StoreWriter.open(
+        location,
+        specs=specs,
+        labels=scan.labels,
+        dataset=scan.describe(),
+        extraction={"config": config.to_dict(), "config_hash": config.hash()},
+        software=software_versions(),
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        flush_seconds=flush_seconds,
+        on_commit=committed,
+    )
+    with writer:
+        done = writer.done_clip_ids()
+        todo = [r for r in scan.records if r.clip_id not in done]
+        report.n_already_done = len(scan.records) - len(todo)
+        if not todo:
+            log.info("all %d clips are already in %s", len(scan.records), location.display)
+            report.seconds = time.monotonic() - started
+            return report
+
+        base = scan.root if scan.root.is_dir() else scan.root.parent
+        sources = {r.clip_id: r.path for r in todo}
+
+        def on_result(result: ClipResult) -> None:
+            result.columns["label"] = label_index.get(result.columns["label_name"], -1)
+            source = sources[result.clip_id]
+            result.columns["source_path"] = (
+                source.relative_to(base).as_posix() if source.is_relative_to(base) else str(source)
+            )
+            writer.add(result)
+            report.add(result)
+            if progress is not None:
+                progress(report.n_written, len(todo))
+
+        with dask_client(cluster or ClusterOptions()) as client:
+            size = batch_size or default_batch_size(len(todo), n_workers(client))
+            if on_start is not None:
+                on_start(scan, len(todo), client.dashboard_link)
+            try:
+                run_batches(client, todo, config, size, on_result)
+            except KeyboardInterrupt:
+                report.interrupted = True
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,73 @@
+"""openSMILE eGeMAPSv02: 88 functionals per clip and, if asked, the 25 low-level descriptors per frame."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import opensmile
+
+from emo.features_store.schema import FeatureSpec, SequenceSpec, VectorSpec
+from emo.features_store.sequences import derive
+from emo.pipeline.extractors.base import Clip, Extractor, register
+
+FEATURE_SET = opensmile.FeatureSet.eGeMAPSv02
+N_FUNCTIONALS = 88
+N_LLD = 25
+LLD_FRAME_RATE_HZ = 100.0
+
+
+@register
+class EgemapsExtractor(Extractor):
+    """``audio/egemaps`` [N, 88] (and ``audio/egemaps_lld/*`` with ``egemaps_lld``)."""
+
+    token = "egemaps"
+    modality = "audio"
+    path = "audio/egemaps"
+    lld_path = "audio/egemaps_lld"
+
+    def _smile(self, level: opensmile.FeatureLevel) -> opensmile.Smile:
+        return opensmile.Smile(feature_set=FEATURE_SET, feature_level=level)
+
+    def _attrs(self, smile: opensmile.Smile) -> dict[str, object]:
+        return {
+            "extractor": "opensmile.Smile",
+            "extractor_version": f"opensmile {opensmile.__version__}",
+            "params": {
+                "feature_set": FEATURE_SET.value,
+                "feature_level": smile.feature_level.value,
+                "sample_rate_hz": self.config.sample_rate,
+                "denoise": self.config.denoise,
+                "normalize": self.config.normalize,
+            },
+            "feature_names": list(smile.feature_names),
+            "license": "openSMILE binary: audEERING research license",
+        }
+
+    def specs(self) -> list[FeatureSpec]:
+        specs: list[FeatureSpec] = [
+            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(opensmile.FeatureLevel.Functionals)))
+        ]
+        if self.config.egemaps_lld:
+            attrs = self._attrs(self._smile(opensmile.FeatureLevel.LowLevelDescriptors))
+            attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
+            specs.append(SequenceSpec(self.lld_path, {"values": (N_LLD,)}, steps=self.config.align_steps, attrs=attrs))
+        return specs
+
+    def setup(self) -> None:
+        self.functionals = self._smile(opensmile.FeatureLevel.Functionals)
+        self.lld = self._smile(opensmile.FeatureLevel.LowLevelDescriptors) if self.config.egemaps_lld else None
+        noise = 0.1 * np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32)
+        self.functionals.process_signal(noise, self.config.sample_rate)
+
+    def extract(self, clip: Clip) -> dict[str, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Segment too short")
+            values = self.functionals.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
+        if values.shape != (1, N_FUNCTIONALS) or np.isnan(values).all():
+            raise RuntimeError(f"openSMILE gave no functionals for {clip.audio.size / clip.sample_rate:.3f} s of audio")
+        out = {self.path: values[0]}
+        if self.lld is not None:
+            frames = self.lld.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
+            out |= derive(self.lld_path, frames, self.config.align_steps)
+        return out

@@ -1,0 +1,77 @@
+"""Log-mel spectrogram frames (librosa), the audio front-end of the spectral features."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+from emo.features_store.schema import FeatureSpec, SequenceSpec
+from emo.features_store.sequences import derive
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.extractors.base import Clip, Extractor, register
+
+#: Floor of the power spectrum before taking dB (-100 dB).
+AMIN = 1e-10
+
+
+def mel_params(config: ExtractionConfig) -> dict[str, object]:
+    """The exact librosa.feature.melspectrogram arguments for a configuration."""
+    return {
+        "sr": config.sample_rate,
+        "n_fft": config.n_fft,
+        "win_length": config.win_length,
+        "hop_length": config.hop_length,
+        "window": "hann",
+        "center": True,
+        "power": 2.0,
+        "n_mels": config.n_mels,
+        "fmin": config.fmin,
+        "fmax": config.fmax if config.fmax is not None else config.sample_rate / 2,
+    }
+
+
+def log_mel(samples: np.ndarray, config: ExtractionConfig) -> np.ndarray:
+    """[T, n_mels] log-mel power in dB re 1.0 (absolute, so loudness differences between clips survive)."""
+    mel = librosa.feature.melspectrogram(y=samples, **mel_params(config))
+    return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=None).T.astype(np.float32)
+
+
+def clip_log_mel(clip: Clip, config: ExtractionConfig) -> np.ndarray:
+    return clip.cached("log_mel", lambda: log_mel(clip.audio, config))
+
+
+def audio_provenance(config: ExtractionConfig, extractor: str, **params: object) -> dict[str, object]:
+    """Attributes shared by the audio feature arrays."""
+    return {
+        "extractor": extractor,
+        "extractor_version": f"librosa {librosa.__version__}",
+        "params": {**params, "denoise": config.denoise, "normalize": config.normalize},
+        "sample_rate_hz": config.sample_rate,
+        "frame_rate_hz": config.sample_rate / config.hop_length,
+    }
+
+
+@register
+class MelExtractor(Extractor):
+    """128-band log-mel frames: ``audio/mel/{values,offsets,aligned,mask,pooled}``."""
+
+    token = "mel"
+    modality = "audio"
+    path = "audio/mel"
+
+    def specs(self) -> list[FeatureSpec]:
+        attrs = audio_provenance(
+            self.config,
+            "librosa.feature.melspectrogram + power_to_db",
+            **mel_params(self.config),
+            ref=1.0,
+            amin=AMIN,
+        )
+        attrs["units"] = "dB re 1.0 (power)"
+        return [SequenceSpec(self.path, {"values": (self.config.n_mels,)}, steps=self.config.align_steps, attrs=attrs)]
+
+    def setup(self) -> None:
+        log_mel(np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32), self.config)
+
+    def extract(self, clip: Clip) -> dict[str, np.ndarray]:
+        return derive(self.path, clip_log_mel(clip, self.config), self.config.align_steps)

@@ -1,0 +1,167 @@
+"""Shared fixtures: generated media, the demo dataset, and a real Dask cluster of separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from emo.pipeline.synthetic import DemoSpec, encode, face_frames, make_demo_dataset, speech_like  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def emo_cmd(*args: str) -> list[str]:
+    """Command line running this checkout's ``emo`` console script."""
+    return [str(BIN / "emo"), *args]
+
+
+def run_emo(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        emo_cmd(*args), capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo dataset (24 RAVDESS-style clips), generated once per session."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_dataset(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6-clip RAVDESS-style dataset (2 actors x 3 emotions) for quick end-to-end runs."""
+    root = tmp_path_factory.mktemp("small_demo")
+    make_demo_dataset(root, DemoSpec(actors=(1, 2), emotions=("neutral", "happy", "angry"), seconds=1.5))
+    return root
+
+
+@pytest.fixture(scope="session")
+def bad_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Clips that must fail cleanly: corrupt, truncated, empty, text, no audio; plus a good one and a wav."""
+    root = tmp_path_factory.mktemp("bad_media")
+    audio = speech_like("happy", 1.5, seed=3)
+    good = encode(root / "good.mp4", face_frames("happy", 1.5, seed=3), audio)
+    data = good.read_bytes()
+    (root / "corrupt.mp4").write_bytes(bytes(b ^ 0x5A for b in data[:4096]) + data[4096:])
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    faststart = encode(
+        root / "faststart_src.mp4",
+        face_frames("sad", 2.0, seed=4),
+        speech_like("sad", 2.0, seed=4),
+        extra_args=["-movflags", "+faststart"],
+    )
+    fs_data = faststart.read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(fs_data[: len(fs_data) // 2])
+    faststart.unlink()
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "notes.mp4").write_text("this is a text file with a video extension\n")
+    encode(root / "silent_video.mp4", face_frames("neutral", 1.0, seed=5))
+    encode(root / "speech.wav", audio=speech_like("sad", 1.2, seed=6))
+    return {p.stem: p for p in root.iterdir()}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskProcesses:
+    """A ``dask scheduler`` and ``dask worker`` processes started as real processes on 127.0.0.1."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        log = open(tmp / "scheduler.log", "w")  # noqa: SIM115 - closed with the process
+        self.procs.append(
+            subprocess.Popen(
+                [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    def add_worker(self, name: str, *extra: str) -> subprocess.Popen:
+        log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                self.address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--name",
+                name,
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--no-nanny",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.workers.append(proc)
+        return proc
+
+    def wait_for_workers(self, n: int, timeout: float = 60) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory):
+    """A real scheduler and two single-threaded workers (separate ``dask`` processes) for the session."""
+    cluster = DaskProcesses(tmp_path_factory.mktemp("dask"))
+    try:
+        cluster.add_worker("w1")
+        cluster.add_worker("w2")
+        cluster.wait_for_workers(2)
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def scheduler(dask_processes: DaskProcesses) -> str:
+    return dask_processes.address
+
+
+def read_rows(store: Path) -> int:
+    """Committed rows of a store, read from its root metadata without emo."""
+    return int(json.loads((store / "zarr.json").read_text())["attributes"]["rows"])

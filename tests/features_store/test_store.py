@@ -1,0 +1,216 @@
+"""The Zarr store: round trip, ragged/aligned/pooled consistency, commits, trimming, the writer lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from emo.errors import StoreError, UsageError
+from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
+from emo.features_store.schema import empty_row
+from emo.features_store.sequences import align, derive, pool
+from emo.features_store.store import StoreVersionError
+
+STEPS = 8
+SPECS = [
+    SequenceSpec("audio/mfcc", {"values": (3,)}, steps=STEPS, attrs={"extractor": "test"}),
+    VectorSpec("audio/egemaps", (4,)),
+    SequenceSpec("video/faces", {"boxes": (4,), "probs": ()}, derived=False),
+]
+
+
+def result(i: int, frames: int) -> ClipResult:
+    rng = np.random.default_rng(i)
+    values = rng.standard_normal((frames, 3)).astype(np.float32)
+    arrays = derive("audio/mfcc", values, STEPS)
+    arrays["audio/egemaps"] = np.full(4, i, np.float32)
+    arrays["video/faces/boxes"] = np.full((i % 3, 4), i, np.float32)
+    arrays["video/faces/probs"] = np.full(i % 3, 0.5, np.float32)
+    return ClipResult(
+        {
+            "clip_id": f"c{i}",
+            "label": i % 2,
+            "label_name": "ab"[i % 2],
+            "speaker": f"s{i % 3}",
+            "status_audio": "ok",
+            "text": f"utterance {i} é",
+        },
+        arrays,
+    )
+
+
+def open_writer(path: Path, **kw) -> StoreWriter:
+    args = {
+        "specs": SPECS,
+        "labels": ["a", "b"],
+        "dataset": {"adapter": "test"},
+        "extraction": {"config": {"x": 1, "y": {"z": 2}}, "config_hash": "h1"},
+        "software": {"python": "3"},
+        "chunk_rows": 4,
+    }
+    return StoreWriter.open(path, **{**args, **kw})
+
+
+def test_round_trip_and_consistency(tmp_path: Path) -> None:
+    lengths = [0, 1, 5, 8, 13, 40, 3, 9, 2, 17]
+    with open_writer(tmp_path / "s.zarr") as writer:
+        for i, n in enumerate(lengths):
+            writer.add(result(i, n))
+    store = FeatureStore.open(tmp_path / "s.zarr")
+    assert store.n_clips == len(lengths)
+    clips = store.clips()
+    assert clips["clip_id"].tolist() == [f"c{i}" for i in range(10)]
+    assert clips["text"][3] == "utterance 3 é"
+    assert clips["label"].tolist() == [i % 2 for i in range(10)]
+    assert clips["utterance_idx"].tolist() == [-1] * 10  # default fill
+
+    offsets = store.offsets("audio/mfcc")
+    assert offsets.tolist() == np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    sequences = store.sequences("audio/mfcc/values")
+    aligned, mask, pooled = (store.read(f"audio/mfcc/{n}") for n in ("aligned", "mask", "pooled"))
+    for i, (seq, n) in enumerate(zip(sequences, lengths, strict=True)):
+        assert seq.shape == (n, 3)
+        np.testing.assert_array_equal(seq, result(i, n).arrays["audio/mfcc/values"])
+        assert mask[i].sum() == min(n, STEPS)
+        if n:
+            np.testing.assert_allclose(pooled[i], np.concatenate([seq.mean(0), seq.std(0)]), rtol=1e-5, atol=1e-6)
+            if n % STEPS == 0:  # equal segments: the mean of the segment means is the overall mean
+                np.testing.assert_allclose(aligned[i].mean(0), seq.mean(0), rtol=1e-4, atol=1e-5)
+        else:
+            assert np.isnan(pooled[i]).all() and not mask[i].any()
+    np.testing.assert_array_equal(store.read("audio/egemaps")[:, 0], np.arange(10))
+    boxes = store.sequences("video/faces/boxes")
+    assert [b.shape[0] for b in boxes] == [i % 3 for i in range(10)]
+    assert store.array("audio/mfcc/values").attrs["extractor"] == "test"
+
+    # readable with plain zarr, no emo involved
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert group.attrs["rows"] == 10 and group.attrs["labels"] == ["a", "b"]
+    assert list(group["clips/clip_id"][:3]) == ["c0", "c1", "c2"]
+
+
+def test_align_segments_and_padding() -> None:
+    long = np.arange(20, dtype=np.float32)[:, None]
+    out, mask = align(long, 4)
+    assert mask.all() and out[:, 0].tolist() == [2.0, 7.0, 12.0, 17.0]
+    short, mask = align(long[:3], 4)
+    assert mask.tolist() == [True, True, True, False] and short[:3, 0].tolist() == [0, 1, 2] and short[3, 0] == 0
+    np.testing.assert_allclose(pool(long), [9.5, np.std(np.arange(20))])
+
+
+def test_rows_are_committed_in_chunk_aligned_blocks(tmp_path: Path) -> None:
+    commits = []
+    writer = open_writer(
+        tmp_path / "s.zarr", on_commit=lambda total, added: commits.append((total, added)), flush_seconds=3600
+    )
+    for i in range(6):
+        writer.add(result(i, 3))
+    assert commits == [(4, 4)]  # one whole chunk so far; 2 rows still queued
+    assert FeatureStore.open(tmp_path / "s.zarr").n_clips == 4
+    writer.close()
+    assert commits == [(4, 4), (6, 2)]
+
+
+def test_interrupted_write_is_trimmed_and_resumed(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    with open_writer(path) as writer:
+        for i in range(5):
+            writer.add(result(i, 4))
+    # simulate a writer killed after appending rows but before committing them
+    group = zarr.open_group(str(path), mode="r+")
+    group["audio/egemaps"].append(np.ones((3, 4), np.float32))
+    group["audio/mfcc/values"].append(np.ones((30, 3), np.float32))
+    group["clips/clip_id"].append(np.array(["ghost1", "ghost2"], dtype=object))
+    store = FeatureStore.open(path)
+    assert store.n_clips == 5 and store.read("audio/egemaps").shape == (5, 4)
+    assert "ghost1" not in store.clips()["clip_id"].tolist()
+
+    with open_writer(path) as writer:
+        assert writer.done_clip_ids() == {f"c{i}" for i in range(5)}
+        assert zarr.open_group(str(path), mode="r")["audio/egemaps"].shape == (5, 4)  # trimmed on open
+        writer.add(result(5, 2))
+    store = FeatureStore.open(path)
+    assert store.clips()["clip_id"].tolist() == [f"c{i}" for i in range(6)]
+    assert store.sequences("audio/mfcc/values")[5].shape == (2, 3)
+    np.testing.assert_array_equal(store.sequences("audio/mfcc/values")[4], result(4, 4).arrays["audio/mfcc/values"])
+
+
+def test_second_writer_is_refused_and_lock_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    writer = open_writer(path)
+    with pytest.raises(StoreError, match=f"being written by another process \\(pid {os.getpid()}"):
+        open_writer(path)
+    writer.close()
+    open_writer(path).close()
+
+
+def test_lock_of_a_killed_writer_does_not_stick(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    open_writer(path).close()
+    code = (
+        f"from emo.features_store.lock import StoreLock; from emo.features_store import parse_location;"
+        f"StoreLock(parse_location({str(path)!r})).acquire(); print('locked', flush=True);"
+        "import time; time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match=f"pid {proc.pid}"):
+            open_writer(path)
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.1)
+    open_writer(path).close()
+
+
+def test_incompatible_config_and_labels_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    open_writer(path).close()
+    with pytest.raises(UsageError, match=r"different configuration \(y.z: store has 2, now 3\)"):
+        open_writer(path, extraction={"config": {"x": 1, "y": {"z": 3}}, "config_hash": "h2"})
+    with pytest.raises(UsageError, match="has labels"):
+        open_writer(path, labels=["a", "b", "c"])
+    open_writer(path, extraction={"config": {"x": 9}, "config_hash": "h9"}, overwrite=True).close()
+    assert FeatureStore.open(path).config == {"x": 9}
+
+
+def test_newer_store_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    open_writer(path).close()
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["emo_store_version"] = 99
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreVersionError, match="upgrade emo"):
+        FeatureStore.open(path)
+
+
+def test_refuses_to_write_into_foreign_directories(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("precious")
+    with pytest.raises(UsageError, match="not an emo store"):
+        open_writer(tmp_path / "docs")
+    with pytest.raises(UsageError, match="not an emo store"):
+        open_writer(tmp_path / "docs", overwrite=True)
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "precious"
+
+
+def test_rows_are_validated(tmp_path: Path) -> None:
+    bad = result(0, 3)
+    bad.arrays["audio/egemaps"] = np.zeros(5, np.float32)
+    with open_writer(tmp_path / "s.zarr") as writer, pytest.raises(StoreError, match="audio/egemaps has shape"):
+        writer.add(bad)
+
+
+def test_empty_row_shapes() -> None:
+    row = empty_row(SPECS[0])
+    assert row["audio/mfcc/values"].shape == (0, 3) and row["audio/mfcc/aligned"].shape == (STEPS, 3)
+    assert not row["audio/mfcc/mask"].any() and np.isnan(row["audio/mfcc/pooled"]).all()

@@ -1,0 +1,243 @@
+"""``emo`` end to end: extraction against real Dask processes, bad inputs, resume, usage errors, store info."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_emo
+
+from emo.features_store import FeatureStore, parse_location
+from emo.features_store.lock import StoreLock
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory: pytest.TempPathFactory, bad_media: dict[str, Path]) -> Path:
+    """A folder-per-label dataset holding good clips and every kind of bad input."""
+    root = tmp_path_factory.mktemp("mixed")
+    for i, path in enumerate(sorted(bad_media.values())):
+        label = "happy" if i % 2 else "sad"
+        (root / label).mkdir(exist_ok=True)
+        shutil.copy(path, root / label / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory: pytest.TempPathFactory, mixed_dataset: Path, scheduler: str):
+    store = tmp_path_factory.mktemp("stores") / "mixed.zarr"
+    proc = run_emo("extract", str(mixed_dataset), "-o", str(store), "--scheduler", scheduler, "--json", "-q")
+    return store, proc
+
+
+def test_help_on_every_command() -> None:
+    for args, needle in (
+        (["--help"], "extract"),
+        (["extract", "--help"], "--scheduler"),
+        (["store", "--help"], "info"),
+        (["store", "info", "--help"], "--json"),
+        (["demo", "--help"], "DIRECTORY"),
+    ):
+        proc = run_emo(*args)
+        assert proc.returncode == 0 and needle in proc.stdout, args
+
+
+def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
+    store_path, proc = mixed_store
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["adapter"] == "folders" and report["n_written"] == 8
+    store = FeatureStore.open(store_path)
+    clips = store.clips().set_index("clip_id")
+    status = {cid.split("/")[1]: (row.status_audio, row.error) for cid, row in clips.iterrows()}
+    assert status["good"] == ("ok", "")
+    assert clips.loc["happy/good" if "happy/good" in clips.index else "sad/good", "source_path"].endswith("/good.mp4")
+    assert status["speech"] == ("ok", "")  # a .wav: audio only
+    assert status["silent_video"] == ("missing", "no audio stream")
+    assert status["empty"][0] == "failed" and status["empty"][1].startswith("empty file")
+    for name in ("corrupt", "notes", "truncated"):
+        assert status[name][0] == "failed" and status[name][1].startswith("unreadable container"), name
+    assert status["truncated_faststart"][0] == "failed" and "truncated: decoded" in status["truncated_faststart"][1]
+    # failed clips keep their rows, with empty features
+    rows = {cid.split("/")[1]: i for i, cid in enumerate(store.clips()["clip_id"])}
+    pooled = store.read("audio/mfcc/pooled")
+    assert np.isnan(pooled[rows["corrupt"]]).all() and np.isfinite(pooled[rows["good"]]).all()
+    assert np.isnan(store.read("audio/egemaps")[rows["notes"]]).all()
+    assert len(store.sequences("audio/mel/values")[rows["empty"]]) == 0
+    assert set(clips["status_video"]) == {"skipped"}
+    # the summary counts reasons and names clips
+    failures = report["failures"]
+    assert failures["unreadable container"]["count"] == 3
+    assert set(failures["no audio stream"]["clip_ids"]) == {c for c in clips.index if c.endswith("silent_video")}
+    assert clips.loc[[c for c in clips.index if c.endswith("good")][0], "source_sha256"]
+
+
+def test_human_summary_and_strict(mixed_dataset: Path, mixed_store, scheduler: str) -> None:
+    store_path, _ = mixed_store
+    proc = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler)
+    assert proc.returncode == 0
+    assert "0 clips written, 8 already there" in proc.stdout
+    strict = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, "--strict", "-q")
+    assert strict.returncode == 0  # nothing failed in this (empty) run
+    fresh = store_path.parent / "strict.zarr"
+    strict = run_emo("extract", str(mixed_dataset), "-o", str(fresh), "--scheduler", scheduler, "--strict")
+    assert strict.returncode == 1
+    assert "unreadable container" in strict.stdout and "problems by reason" in strict.stdout
+
+
+def test_resume_does_no_work_and_overwrite_starts_fresh(small_demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    first = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["n_written"] == 6
+    assert "ravdess" in first.stderr  # auto-detection says what it picked
+    chunk = next((store / "audio" / "mfcc" / "values").rglob("c/*"))
+    stamp = chunk.stat().st_mtime_ns
+    again = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json")
+    report = json.loads(again.stdout)
+    assert (report["n_written"], report["n_already_done"]) == (0, 6)
+    assert chunk.stat().st_mtime_ns == stamp
+    over = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json", "--overwrite")
+    assert json.loads(over.stdout)["n_written"] == 6
+    assert FeatureStore.open(store).n_clips == 6
+
+
+def test_other_config_is_refused_naming_keys(small_demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    assert (
+        run_emo(
+            "extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--features", "mfcc"
+        ).returncode
+        == 0
+    )
+    proc = run_emo(
+        "extract",
+        str(small_demo_dir),
+        "-o",
+        str(store),
+        "--scheduler",
+        scheduler,
+        "--features",
+        "mfcc",
+        "--n-mels",
+        "64",
+        "--denoise",
+        "spectral-subtraction",
+    )
+    assert proc.returncode == 2
+    assert "denoise: store has 'none', now 'spectral-subtraction'" in proc.stderr
+    assert "n_mels: store has 128, now 64" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_denoise_and_normalisation_are_recorded(small_demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    proc = run_emo(
+        "extract",
+        str(small_demo_dir),
+        "-o",
+        str(store),
+        "--scheduler",
+        scheduler,
+        "--features",
+        "mel",
+        "--denoise",
+        "spectral-subtraction",
+        "--normalize",
+        "rms",
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    fs = FeatureStore.open(store)
+    assert (fs.config["denoise"], fs.config["normalize"]) == ("spectral-subtraction", "rms")
+    assert fs.array("audio/mel/values").attrs["params"]["denoise"] == "spectral-subtraction"
+
+
+def _usage(*args: str) -> str:
+    proc = run_emo(*args)
+    assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_usage_errors(tmp_path: Path, small_demo_dir: Path) -> None:
+    out = str(tmp_path / "s.zarr")
+    assert "does not exist" in _usage("extract", str(tmp_path / "nope"), "-o", out)
+    (tmp_path / "empty").mkdir()
+    assert "is empty" in _usage("extract", str(tmp_path / "empty"), "-o", out)
+    assert "'iemocap' is not one of" in _usage("extract", str(small_demo_dir), "-o", out, "--dataset", "iemocap")
+    err = _usage("extract", str(small_demo_dir), "-o", out, "--features", "mfcc,mfc")
+    assert "unknown feature token(s) 'mfc'; available:" in err and err.count("\n") == 1
+    (tmp_path / "afile").write_text("x")
+    assert "cannot write a store" in _usage("extract", str(small_demo_dir), "-o", str(tmp_path / "afile" / "s.zarr"))
+    assert "no feature store" in _usage("store", "info", str(tmp_path / "missing.zarr"))
+    assert "No such option" in _usage("extract", str(small_demo_dir), "-o", out, "--frobnicate")
+    assert "KEY=VALUE" in _usage("store", "info", out, "--storage-option", "secret")
+
+
+def test_store_written_by_newer_emo(tmp_path: Path, small_demo_dir: Path, scheduler: str) -> None:
+    store = tmp_path / "s.zarr"
+    assert (
+        run_emo(
+            "extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--features", "egemaps", "-q"
+        ).returncode
+        == 0
+    )
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"]["emo_store_version"] = 42
+    (store / "zarr.json").write_text(json.dumps(meta))
+    assert "upgrade emo" in _usage("store", "info", str(store))
+    assert "upgrade emo" in _usage("extract", str(small_demo_dir), "-o", str(store), "--features", "egemaps")
+
+
+def test_locked_store_is_refused(tmp_path: Path, small_demo_dir: Path) -> None:
+    store = tmp_path / "s.zarr"
+    with StoreLock(parse_location(str(store))):
+        proc = run_emo("extract", str(small_demo_dir), "-o", str(store))
+    assert proc.returncode == 1
+    assert "being written by another process" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_dataset_end_to_end(demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
+    store = tmp_path / "demo.zarr"
+    proc = run_emo("extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(run_emo("store", "info", str(store), "--json").stdout)
+    assert info["n_clips"] == 24
+    assert info["clips_by_label"] == {e: 4 for e in ("neutral", "happy", "sad", "angry", "fearful", "surprised")}
+    assert info["clips_by_status"]["audio"] == {"ok": 24}
+    arrays = {a["path"]: a for a in info["arrays"]}
+    assert arrays["audio/mfcc/pooled"]["shape"] == [24, 160]
+    assert arrays["audio/mel/aligned"]["shape"] == [24, 32, 128]
+    assert arrays["audio/egemaps"]["shape"] == [24, 88]
+    assert arrays["audio/mfcc/values"]["bytes_stored"] > 0
+    assert info["extraction"]["config"]["n_mfcc"] == 40 and len(info["extraction"]["config_hash"]) == 16
+    assert {"python", "librosa", "opensmile", "zarr"} <= set(info["software"])
+    table = run_emo("store", "info", str(store)).stdout
+    for needle in (
+        "clips by label",
+        "surprised",
+        "audio/mel/aligned",
+        "24 x 32 x 128",
+        "extraction config (hash",
+        "librosa",
+    ):
+        assert needle in table
+    # the demo's prosody makes the emotions separable on speaker-independent pooled MFCCs
+    fs = FeatureStore.open(store)
+    x, clips = fs.read("audio/mfcc/pooled"), fs.clips()
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scores = cross_val_score(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        x,
+        clips["label"],
+        groups=clips["speaker"],
+        cv=GroupKFold(4),
+    )
+    assert scores.mean() > 0.5  # chance is 1/6
