@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -228,6 +229,190 @@ def store_info(store_path: str, as_json: bool, storage_option: tuple[str, ...], 
         click.echo(json.dumps(info, indent=2, default=str))
     else:
         render_info(info)
+
+
+# -------------------------------------------------------------------------------------------- fuse
+def _hparams(items: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--hparam")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``fuse`` and ``compare``."""
+    options = [
+        click.option("--store", "store_path", required=True, help="Feature store (directory, .zip or URL)."),
+        click.option("--modalities", help="Comma-separated modalities to use (audio,video,text; default: all "
+                     "with features)."),
+        click.option("--features", help="Comma-separated store paths, e.g. audio/mfcc,audio/egemaps,video/summary."),
+        click.option("--selector", default="none", show_default=True,
+                     help="Feature selection fitted on each training split: none|l1|tree|zebra, or per modality "
+                     "text=l1,audio=tree,video=tree (seed 002)."),
+        click.option("--split", type=click.Choice(["auto", "speaker", "stratified", "predefined"]), default="auto",
+                     show_default=True, help="auto = speaker-independent when speakers are known."),
+        click.option("--folds", type=int, default=1, show_default=True, help="K folds (speaker-grouped with "
+                     "--split speaker)."),
+        click.option("--seeds", type=int, default=1, show_default=True, help="Repeat every split with S seeds."),
+        click.option("--seed", type=int, default=0, show_default=True, help="First seed."),
+        click.option("--epochs", type=int, default=100, show_default=True),
+        click.option("--batch-size", type=int, default=64, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
+        click.option("--weight-decay", type=float, default=1e-4, show_default=True),
+        click.option("--patience", type=int, default=15, show_default=True, help="Early-stopping patience (epochs)."),
+        click.option("--class-weights", is_flag=True, help="Class-weighted cross-entropy (inverse frequency)."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
+        click.option("--hparam", multiple=True, metavar="KEY=VALUE",
+                     help="Head hyper-parameter, e.g. n=250, audio_encoder=speech-cnn (repeatable)."),
+        storage_options_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_config(method: str, kw: dict[str, Any]) -> Any:
+    from emo.fusion.train import TrainConfig, parse_selector
+
+    return TrainConfig(
+        method=method,
+        modalities=_comma_list(kw["modalities"]),
+        features=_comma_list(kw["features"]),
+        selector=parse_selector(kw["selector"]),
+        split=kw["split"],
+        folds=kw["folds"],
+        seeds=kw["seeds"],
+        seed=kw["seed"],
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        lr=kw["lr"],
+        weight_decay=kw["weight_decay"],
+        patience=kw["patience"],
+        class_weights=kw["class_weights"],
+        device=kw["device"],
+        hparams=_hparams(kw["hparam"]),
+    )
+
+
+@cli.command()
+@training_options
+@click.option("--method", required=True, help="Fusion head: early, late, attention, bilstm-sa, bilstm, cnn, "
+              "label-fusion, cross-tucker, hierarchical, speech-cnn.")
+@click.option("-o", "--output", "out_dir", required=True, help="Run directory to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics summary as JSON.")
+@common
+def fuse(store_path: str, method: str, out_dir: str, as_json: bool, quiet: bool, **kw: Any) -> None:
+    """Train a fusion head on a store's cached features and write metrics, figures and a checkpoint."""
+    from emo.features_store.location import parse_storage_options
+    from emo.fusion.summary import print_metrics
+    from emo.fusion.train import train
+
+    config = _train_config(method, kw)
+    result = train(store_path, config, out_dir, parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2))
+    else:
+        print_metrics(result, out_dir)
+
+
+@cli.command()
+@training_options
+@click.option("--methods", required=True, help="Comma-separated methods, e.g. early,late,attention.")
+@click.option("--unimodal", help="Also train --unimodal-method on each of these modalities alone (e.g. "
+              "audio,video,text: seed 000 Table 2).")
+@click.option("--unimodal-method", default="early", show_default=True)
+@click.option("-o", "--output", "out_dir", required=True, help="Directory for compare.md/.csv/.png and runs/.")
+@common
+def compare(store_path: str, methods: str, unimodal: str | None, unimodal_method: str, out_dir: str, quiet: bool,
+            **kw: Any) -> None:
+    """Train several methods on identical splits and seeds and tabulate their test metrics."""
+    from emo.features_store.location import parse_storage_options
+    from emo.fusion.compare import compare as run_compare
+
+    names = _comma_list(methods) or ()
+    base = _train_config(names[0], kw)
+    for name in names:
+        _train_config(name, kw)  # validates every method name before any training
+    run_compare(store_path, names, base, out_dir, _comma_list(unimodal) or (), unimodal_method,
+                parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
+    click.echo((Path(out_dir) / "compare.md").read_text())
+
+
+@cli.command()
+@click.option("--model", "run_dir", required=True, type=click.Path(path_type=str), help="Run directory of emo fuse.")
+@click.argument("clips", nargs=-1, type=click.Path(path_type=str))
+@click.option("--store", "store_path", help="Predict clips of this store instead of media files (same config).")
+@click.option("--clip-id", "clip_ids", multiple=True, help="With --store: only these clips (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
+@storage_options_option
+@common
+def predict(run_dir: str, clips: tuple[str, ...], store_path: str | None, clip_ids: tuple[str, ...],
+            as_json: bool, storage_option: tuple[str, ...], quiet: bool) -> None:
+    """Predict the emotion of CLIPS (media files) with a trained run: class probabilities and modality weights."""
+    from emo.features_store.location import parse_storage_options
+    from emo.fusion.predict import predict_clips, predict_store
+
+    if store_path:
+        predictions = predict_store(run_dir, store_path, clip_ids, parse_storage_options(storage_option))
+    elif clips:
+        predictions = predict_clips(run_dir, clips)
+    else:
+        raise click.UsageError("give media files to predict, or --store")
+    if as_json:
+        click.echo(json.dumps([p.to_json() for p in predictions], indent=2))
+        return
+    from rich.table import Table
+
+    from emo.features_store.info import result_console
+
+    classes = list(predictions[0].probabilities) if predictions else []
+    table = Table(title="predictions", title_justify="left")
+    table.add_column("clip")
+    table.add_column("emotion")
+    for c in classes:
+        table.add_column(f"p({c})", justify="right")
+    weights = predictions and predictions[0].modality_weights
+    for m in weights or {}:
+        table.add_column(f"w({m})", justify="right")
+    for p in predictions:
+        table.add_row(p.clip_id, p.emotion, *(f"{p.probabilities[c]:.3f}" for c in classes),
+                      *(f"{v:.3f}" for v in (p.modality_weights or {}).values()))
+    result_console().print(table)
+
+
+@cli.group()
+def features() -> None:
+    """Features computed from a store's own features (no media decoding)."""
+
+
+@features.command("autoencoder")
+@click.option("--store", "store_path", required=True, help="Feature store with audio/mel frames.")
+@click.option("--bottleneck", type=int, default=64, show_default=True, help="Code size d of audio/ae.")
+@click.option("--hidden", type=int, default=256, show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--split", type=click.Choice(["auto", "speaker", "stratified", "predefined"]), default="auto",
+              show_default=True, help="Train on the training clips of this split (as emo fuse makes it).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@storage_options_option
+@common
+def features_autoencoder(store_path: str, bottleneck: int, hidden: int, epochs: int, split: str, seed: int,
+                         storage_option: tuple[str, ...], quiet: bool) -> None:
+    """Train seed 001's undercomplete autoencoder on log-mel frames and store its bottleneck as audio/ae."""
+    from emo.features_store.location import parse_storage_options
+    from emo.fusion.autoencoder import AutoencoderConfig, train_autoencoder
+
+    prov = train_autoencoder(store_path, AutoencoderConfig(bottleneck=bottleneck, hidden=hidden, epochs=epochs,
+                                                           split=split, seed=seed),
+                             parse_storage_options(storage_option))
+    click.echo(f"audio/ae written: {bottleneck} values per clip, trained on {prov['trained_on']['n_clips']} clips "
+               f"({prov['trained_on']['n_frames']} frames, {prov['trained_on']['split_protocol']} split), "
+               f"final MSE {prov['train_mse'][-1]:.4f}")
 
 
 # -------------------------------------------------------------------------------------------- demo

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from emo.features_store.derived import drop_derived
 from emo.features_store.location import parse_location
 from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
 from emo.features_store.writer import ClipResult, StoreWriter
@@ -162,6 +163,9 @@ def extract(
             report.seconds = time.monotonic() - started
             return report
 
+        for path in drop_derived(writer.group):
+            log.warning("%s covered only the clips already in the store and was removed: recompute it after "
+                        "this run (emo features ...)", path)
         base = scan.root if scan.root.is_dir() else scan.root.parent
         sources = {r.clip_id: r.path for r in todo}
 

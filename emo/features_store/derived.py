@@ -1,0 +1,85 @@
+"""Arrays computed from a store's own features after extraction (e.g. ``audio/ae``, seed 001's autoencoder
+bottleneck), written under the writer lock and marked ``derived`` so that adding clips later invalidates them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from emo.errors import StoreError
+from emo.features_store.location import parse_location
+from emo.features_store.lock import StoreLock
+from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version
+from emo.features_store.writer import _compressor
+
+log = logging.getLogger(__name__)
+
+DERIVED_ATTR = "derived"
+
+
+def write_derived(
+    store: str,
+    path: str,
+    rows: np.ndarray,
+    attrs: Mapping[str, Any],
+    extra: Mapping[str, np.ndarray] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
+    """Write ``rows`` [N, ...] (one per committed clip) at ``path``, replacing an older version.
+
+    ``extra`` arrays (e.g. the model that computed the feature) go under ``{path}_model/`` so the feature can
+    be recomputed for new clips without pickle.
+    """
+    location = parse_location(store, storage_options)
+    with StoreLock(location):
+        group = zarr.open_group(location.zarr_store(read_only=False), mode="r+")
+        check_version(dict(group.attrs), location.display)
+        n = int(group.attrs.get(ROWS_ATTR, 0))
+        if rows.shape[0] != n:
+            raise StoreError(f"{path}: {rows.shape[0]} rows for a store of {n} clips")
+        for name in (path, f"{path}_model"):
+            if name in group:
+                del group[name]
+        chunk_rows = int(group.attrs.get("chunk_rows", 256))
+        group.create_array(
+            path,
+            data=rows,
+            chunks=(chunk_rows, *rows.shape[1:]),
+            compressors=_compressor(rows.dtype),
+            dimension_names=["clip", *[f"d{i}" for i in range(rows.ndim - 1)]],
+            attributes={**attrs, DERIVED_ATTR: True, "rows_at_creation": n},
+        )
+        for name, value in (extra or {}).items():
+            group.create_array(
+                f"{path}_model/{name}",
+                data=np.ascontiguousarray(value),
+                compressors=_compressor(value.dtype),
+                attributes={DERIVED_ATTR: True},
+            )
+
+
+def derived_paths(fs: FeatureStore) -> list[str]:
+    """Derived arrays and model groups present in a store."""
+    out = []
+    for path in fs.array_paths():
+        if fs.array(path).attrs.get(DERIVED_ATTR):
+            top = path.split("_model/")[0] if "_model/" in path else path
+            if top not in out:
+                out.append(top)
+    return out
+
+
+def drop_derived(group: zarr.Group) -> list[str]:
+    """Delete derived arrays (they no longer cover every clip once clips are added); returns what went."""
+    dropped = []
+    for name, node in list(group.members(max_depth=None)):
+        if isinstance(node, zarr.Array) and node.attrs.get(DERIVED_ATTR):
+            top = name.split("_model/")[0] + ("_model" if "_model/" in name else "")
+            if top in group:
+                del group[top]
+                dropped.append(top)
+    return dropped

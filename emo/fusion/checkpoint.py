@@ -1,0 +1,93 @@
+"""Saving and loading a trained model without pickle: ``model.safetensors`` + ``config.json``.
+
+The safetensors file holds the head's parameters (``head.*``), the standardisation statistics
+(``norm.<modality>.mean|std``), the feature-selection masks (``select.<modality>``) and arrays that
+compute inputs (``ae.*``, the audio autoencoder); ``config.json`` says
+how to rebuild everything (method, hyper-parameters, dimensions, class names, feature paths, the store's
+extraction config and hash).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from emo.errors import UsageError
+from emo.fusion.heads import FusionHead, build_head
+from emo.fusion.normalize import Standardizer
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model with everything needed to apply it to new features."""
+
+    head: FusionHead
+    standardizers: dict[str, Standardizer]
+    selections: dict[str, np.ndarray]
+    config: dict[str, Any]
+    extra: dict[str, np.ndarray]  # e.g. "ae.*": the autoencoder computing audio/ae
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+
+def save_checkpoint(
+    run_dir: Path,
+    head: FusionHead,
+    standardizers: dict[str, Standardizer],
+    selections: dict[str, np.ndarray],
+    config: dict[str, Any],
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
+    tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (extra or {}).items()}
+    for modality, std in standardizers.items():
+        tensors[f"norm.{modality}.mean"] = torch.from_numpy(std.mean.copy())
+        tensors[f"norm.{modality}.std"] = torch.from_numpy(std.std.copy())
+    for modality, keep in selections.items():
+        tensors[f"select.{modality}"] = torch.from_numpy(keep.astype(np.uint8))
+    save_file(tensors, str(run_dir / MODEL_FILE), metadata={"format": "emo-fusion", "version": str(FORMAT_VERSION)})
+    full = {
+        "format_version": FORMAT_VERSION,
+        "method": config["method"],
+        "hparams": head.hparams,
+        "dims": head.dims,
+        "steps": head.steps,
+        **config,
+    }
+    (run_dir / CONFIG_FILE).write_text(json.dumps(full, indent=2, default=str))
+
+
+def load_checkpoint(run_dir: str | Path) -> Checkpoint:
+    run_dir = Path(run_dir)
+    config_path, model_path = run_dir / CONFIG_FILE, run_dir / MODEL_FILE
+    if not config_path.is_file() or not model_path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory (needs {CONFIG_FILE} and {MODEL_FILE})")
+    config = json.loads(config_path.read_text())
+    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+        raise UsageError(f"{run_dir} was written by a newer emo (checkpoint format {config['format_version']})")
+    tensors = load_file(str(model_path))
+    head = build_head(
+        config["method"], config["dims"], len(config["class_names"]), steps=config["steps"], **config["hparams"]
+    )
+    head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    head.eval()
+    standardizers = {
+        m: Standardizer(tensors[f"norm.{m}.mean"].numpy(), tensors[f"norm.{m}.std"].numpy())
+        for m in config["dims"]
+        if f"norm.{m}.mean" in tensors
+    }
+    selections = {k[7:]: v.numpy().astype(bool) for k, v in tensors.items() if k.startswith("select.")}
+    extra = {k: v.numpy() for k, v in tensors.items() if not k.startswith(("head.", "norm.", "select."))}
+    return Checkpoint(head, standardizers, selections, config, extra)

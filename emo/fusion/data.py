@@ -1,0 +1,240 @@
+"""Fusion inputs read from a feature store: one tensor per modality, its presence mask, labels and groups.
+
+Features are addressed by their store paths (DESIGN.md §5). A sequence group such as ``audio/mfcc`` gives
+its ``pooled`` vector to vector heads and its ``aligned`` + ``mask`` to sequence heads; a vector array such
+as ``audio/egemaps`` is repeated over the steps of a sequence head; ragged groups without an aligned view
+(``text/tokens``) are aligned on load. Media are never decoded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from emo.errors import UsageError
+from emo.features_store import FeatureStore
+from emo.features_store.schema import MODALITIES, STATUS_OK
+from emo.features_store.sequences import align
+
+#: Features used when only ``--modalities`` is given, by (modality, input kind); the first that exist win.
+DEFAULT_FEATURES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("audio", "vector"): ("audio/mfcc", "audio/egemaps"),
+    ("audio", "sequence"): ("audio/mfcc",),
+    ("audio", "mel-sequence"): ("audio/mel",),
+    ("video", "vector"): ("video/face", "video/summary"),
+    ("video", "sequence"): ("video/face",),
+    ("text", "vector"): ("text/mean",),
+    ("text", "sequence"): ("text/tokens",),
+}
+
+
+@dataclass
+class ModalityInput:
+    """One modality's input for every clip: ``x`` [N, D] or [N, T, D], ``mask`` [N] or [N, T]."""
+
+    name: str
+    kind: str  # "vector" | "sequence"
+    features: list[str]
+    dims: list[int]  # width of each feature inside the last axis of x, in ``features`` order
+    x: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return int(self.x.shape[-1])
+
+    @property
+    def present(self) -> np.ndarray:
+        """[N] True where the clip has this modality at all."""
+        return self.mask if self.mask.ndim == 1 else self.mask.any(axis=1)
+
+
+@dataclass
+class FusionData:
+    """Everything a trainer needs from a store, already in memory."""
+
+    clip_ids: np.ndarray
+    y: np.ndarray  # class index into ``class_names``; -1 = unlabelled
+    class_names: list[str]
+    speakers: np.ndarray
+    splits: np.ndarray
+    dialogue_ids: np.ndarray
+    utterance_idx: np.ndarray
+    inputs: dict[str, ModalityInput]
+    store: dict[str, Any] = field(default_factory=dict)  # location, config, config_hash, labels
+    #: arrays a model needs besides its own weights to compute its inputs (e.g. the audio/ae autoencoder)
+    model_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.clip_ids.size)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.y >= 0)
+
+    def subset(self, rows: np.ndarray) -> FusionData:
+        """The same data restricted to ``rows`` (used to drop unlabelled clips)."""
+        return FusionData(
+            clip_ids=self.clip_ids[rows],
+            y=self.y[rows],
+            class_names=self.class_names,
+            speakers=self.speakers[rows],
+            splits=self.splits[rows],
+            dialogue_ids=self.dialogue_ids[rows],
+            utterance_idx=self.utterance_idx[rows],
+            inputs={
+                k: ModalityInput(m.name, m.kind, m.features, m.dims, m.x[rows], m.mask[rows])
+                for k, m in self.inputs.items()
+            },
+            store=self.store,
+            model_arrays=self.model_arrays,
+        )
+
+
+def _group_of(fs: FeatureStore, path: str) -> tuple[str, str]:
+    """(kind, resolved path): 'vector' for a plain array, 'group' for a ragged group, or an explicit sub-array."""
+    paths = set(fs.array_paths())
+    if path in paths:
+        leaf = path.rsplit("/", 1)[-1]
+        if leaf in ("pooled", "aligned"):
+            return leaf, path.rsplit("/", 1)[0]
+        if leaf in ("values", "offsets", "mask"):
+            return "group", path.rsplit("/", 1)[0]
+        return "vector", path
+    if f"{path}/offsets" in paths:
+        return "group", path
+    raise UsageError(
+        f"no feature '{path}' in {fs.location.display}; it has: {', '.join(_feature_names(fs)) or 'no features'}"
+    )
+
+
+def _feature_names(fs: FeatureStore) -> list[str]:
+    names = []
+    for p in fs.feature_paths():
+        head, _, leaf = p.rpartition("/")
+        name = head if leaf in ("values", "offsets", "aligned", "mask", "pooled", "boxes", "probs", "landmarks") else p
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _status_present(fs: FeatureStore, modality: str, clips: Any) -> np.ndarray:
+    column = f"status_{modality}"
+    return (clips[column].to_numpy() == STATUS_OK) if column in clips else np.ones(len(clips), bool)
+
+
+def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """One feature as (x, valid) in the layout of ``kind``."""
+    what, group = _group_of(fs, path)
+    if what == "vector":
+        x = fs.read(group).astype(np.float32).reshape(fs.n_clips, -1)
+        valid = np.isfinite(x).any(axis=1)
+        if kind == "sequence":
+            return np.repeat(x[:, None, :], steps, axis=1), np.repeat(valid[:, None], steps, axis=1)
+        return x, valid
+    paths = set(fs.array_paths())
+    if kind == "vector":
+        if f"{group}/pooled" in paths and what != "aligned":
+            x = fs.read(f"{group}/pooled").astype(np.float32)
+        else:
+            seqs = fs.sequences(f"{group}/values")
+            width = seqs[0].reshape(len(seqs[0]), -1).shape[1] if seqs else 0
+            x = np.stack([s.reshape(len(s), -1).mean(0) if len(s) else np.full(width, np.nan) for s in seqs])
+            x = x.astype(np.float32)
+        return x, np.isfinite(x).any(axis=1)
+    if f"{group}/aligned" in paths and what != "pooled":
+        return fs.read(f"{group}/aligned").astype(np.float32), fs.read(f"{group}/mask").astype(bool)
+    pairs = [align(s.reshape(len(s), -1), steps) for s in fs.sequences(f"{group}/values")]
+    return np.stack([a for a, _ in pairs]).astype(np.float32), np.stack([m for _, m in pairs])
+
+
+def resolve_features(
+    fs: FeatureStore,
+    modalities: Sequence[str] | None,
+    features: Sequence[str] | None,
+    kinds: Mapping[str, str],
+) -> dict[str, list[str]]:
+    """Feature paths per modality: the explicit ``features`` grouped by modality, else the defaults."""
+    if modalities:
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown:
+            raise UsageError(f"unknown modality {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
+    chosen: dict[str, list[str]] = {}
+    if features:
+        for path in features:
+            modality = path.split("/")[0]
+            if modality not in MODALITIES:
+                raise UsageError(f"feature '{path}' is not under audio/, video/ or text/")
+            _group_of(fs, path)
+            if modalities and modality not in modalities:
+                continue
+            chosen.setdefault(modality, []).append(path)
+        missing = [m for m in (modalities or []) if m not in chosen]
+        if missing:
+            raise UsageError(f"--features gives nothing for modality {', '.join(missing)}")
+        return chosen
+    available = set(_feature_names(fs))
+    for modality in modalities or MODALITIES:
+        kind = kinds.get(modality, "vector")
+        defaults = [p for p in DEFAULT_FEATURES[(modality, kind)] if p in available]
+        if not defaults and kind != "vector":  # no sequence: the clip vector repeated over the steps
+            defaults = [p for p in DEFAULT_FEATURES[(modality, "vector")] if p in available]
+        if not defaults:
+            if modalities:
+                raise UsageError(
+                    f"the store has no {modality} features for this method (looked for "
+                    f"{', '.join(DEFAULT_FEATURES[(modality, kind)])}); it has: {', '.join(sorted(available))}"
+                )
+            continue
+        chosen[modality] = defaults
+    if not chosen:
+        raise UsageError(f"the store has no features to train on: {', '.join(sorted(available)) or 'none'}")
+    return chosen
+
+
+def load_fusion_data(
+    fs: FeatureStore,
+    features: Mapping[str, Sequence[str]],
+    kinds: Mapping[str, str],
+) -> FusionData:
+    """Read the chosen features of every committed clip into memory (one contiguous read per array)."""
+    clips = fs.clips()
+    steps = int(fs.config.get("align_steps", 32))
+    inputs = {}
+    for modality, paths in features.items():
+        kind = "sequence" if kinds.get(modality, "vector") != "vector" else "vector"
+        parts = [_load_feature(fs, p, kind, steps) for p in paths]
+        lengths = {x.shape[1] for x, _ in parts} if kind == "sequence" else set()
+        if len(lengths) > 1:
+            raise UsageError(f"{modality} sequences have different lengths {sorted(lengths)}: {', '.join(paths)}")
+        x = np.concatenate([x for x, _ in parts], axis=-1)
+        valid = np.logical_and.reduce([v for _, v in parts])
+        present = _status_present(fs, modality, clips)
+        mask = valid & (present if kind == "vector" else present[:, None])
+        inputs[modality] = ModalityInput(modality, kind, list(paths), [p[0].shape[-1] for p in parts], x, mask)
+    store_labels = fs.labels
+    label_idx = clips["label"].to_numpy().astype(np.int64)
+    used = sorted({int(i) for i in label_idx if 0 <= i < len(store_labels)})
+    remap = np.full(len(store_labels) + 1, -1, np.int64)
+    remap[used] = np.arange(len(used))
+    y = remap[np.where((label_idx >= 0) & (label_idx < len(store_labels)), label_idx, len(store_labels))]
+    return FusionData(
+        clip_ids=clips["clip_id"].to_numpy().astype(str),
+        y=y,
+        class_names=[store_labels[i] for i in used],
+        speakers=clips["speaker"].to_numpy().astype(str),
+        splits=clips["split"].to_numpy().astype(str),
+        dialogue_ids=clips["dialogue_id"].to_numpy().astype(str),
+        utterance_idx=clips["utterance_idx"].to_numpy().astype(np.int64),
+        inputs=inputs,
+        store={
+            "location": fs.location.display,
+            "config": fs.config,
+            "config_hash": fs.config_hash,
+            "labels": store_labels,
+        },
+    )

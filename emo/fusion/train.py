@@ -1,0 +1,444 @@
+"""Training and evaluating a fusion head on a store's cached features (DESIGN.md §6).
+
+For every seed and fold: standardisation and feature selection are fitted on the training clips only, the
+head is trained with Adam and cross-entropy (optionally class-weighted) with early stopping on the
+validation loss, and the best epoch is evaluated on the test clips. Metrics are summarised over all runs
+(mean and 95% interval); the first run's model is saved as the run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from emo.errors import UsageError
+from emo.features_store import FeatureStore
+from emo.features_store.schema import MODALITIES
+from emo.fusion.data import FusionData, load_fusion_data, resolve_features
+from emo.fusion.heads import HEADS, FusionHead, build_head
+from emo.fusion.metrics import classification_metrics, summarize_runs
+from emo.fusion.normalize import Standardizer
+from emo.fusion.splits import Split, make_splits, resolve_protocol
+
+log = logging.getLogger(__name__)
+
+SELECTORS = ("none", "l1", "tree", "zebra")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in metrics.json and config.json)."""
+
+    method: str = "attention"
+    modalities: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
+    selector: dict[str, str] = field(default_factory=dict)  # modality -> none | l1 | tree | zebra
+    split: str = "auto"
+    folds: int = 1
+    seeds: int = 1
+    seed: int = 0
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 15
+    class_weights: bool = False
+    device: str = "cpu"
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in HEADS:
+            raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(HEADS)}")
+        for modality, name in self.selector.items():
+            if name not in SELECTORS:
+                raise UsageError(f"unknown selector {name!r} for {modality}; choose one of {', '.join(SELECTORS)}")
+        for name, value, low in (
+            ("--folds", self.folds, 1),
+            ("--seeds", self.seeds, 1),
+            ("--epochs", self.epochs, 1),
+            ("--batch-size", self.batch_size, 1),
+        ):
+            if value < low:
+                raise UsageError(f"{name} must be at least {low}")
+
+
+def parse_selector(spec: str | None) -> dict[str, str]:
+    """``l1`` (every modality) or ``text=l1,audio=tree,video=tree`` (seed 002, per modality)."""
+    if not spec or spec == "none":
+        return {}
+    if "=" not in spec:
+        return {m: spec for m in MODALITIES}
+    out = {}
+    for part in spec.split(","):
+        modality, _, name = part.partition("=")
+        if modality.strip() not in MODALITIES:
+            raise UsageError(f"--selector: unknown modality {modality.strip()!r} in {spec!r}")
+        out[modality.strip()] = name.strip()
+    return out
+
+
+def input_kinds(method: str, hparams: Mapping[str, Any]) -> dict[str, str]:
+    """What each modality feeds the head: pooled vectors, aligned sequences, or mel frames (speech CNN)."""
+    kinds = {m: HEADS[method].input_kind for m in MODALITIES}
+    if method == "speech-cnn" or hparams.get("audio_encoder") == "speech-cnn":
+        kinds["audio"] = "mel-sequence"
+    return kinds
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available on this machine")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise UsageError(f"unknown --device {device!r}; choose cpu, cuda or auto")
+    return torch.device(device)
+
+
+def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
+    """The store's features for this method, labelled clips only."""
+    kinds = input_kinds(config.method, config.hparams)
+    features = resolve_features(fs, config.modalities, config.features, kinds)
+    data = load_fusion_data(fs, features, kinds)
+    if any("audio/ae" in paths for paths in features.values()):
+        from emo.fusion.autoencoder import TARGET
+
+        names = [p.split("/")[-1] for p in fs.array_paths() if p.startswith(f"{TARGET}_model/")]
+        data.model_arrays = {f"ae.{n}": np.asarray(fs.group[f"{TARGET}_model/{n}"][...]) for n in names}
+        data.store["autoencoder"] = dict(fs.array(TARGET).attrs)
+    labelled = data.subset(data.labelled)
+    if len(labelled.class_names) < 2:
+        raise UsageError(f"the store has {len(labelled.class_names)} labelled class(es); fusion needs at least 2")
+    if config.method == "speech-cnn" and set(labelled.inputs) != {"audio"}:
+        raise UsageError("--method speech-cnn is an audio-only head: use --modalities audio")
+    return labelled
+
+
+# -------------------------------------------------------------------------------------------- selection
+def make_selector(name: str, seed: int) -> Any:
+    from emo.fusion.selection import L1Selector, TreeSelector, ZebraSelector
+
+    if name == "l1":
+        return L1Selector()
+    if name == "tree":
+        return TreeSelector(random_state=seed)
+    return ZebraSelector(random_state=seed)
+
+
+def _selection_matrix(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows a selector fits on: vectors as they are, sequences as their mean over valid steps."""
+    if x.ndim == 2:
+        return x[mask], mask
+    present = mask.any(axis=1)
+    summed = (x * mask[..., None]).sum(axis=1)
+    return summed[present] / mask[present].sum(axis=1, keepdims=True), present
+
+
+# -------------------------------------------------------------------------------------------- prepared run
+@dataclass
+class Prepared:
+    """Fitted preprocessing of one run and the model-ready tensors of every clip."""
+
+    standardizers: dict[str, Standardizer]
+    selections: dict[str, np.ndarray]  # modality -> boolean keep-mask over the feature axis
+    selection_scores: dict[str, list[float]]
+    xs: dict[str, Tensor]
+    masks: dict[str, Tensor]
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: int(x.shape[-1]) for m, x in self.xs.items()}
+
+
+def preprocess(
+    data: FusionData, train_rows: np.ndarray, selector: Mapping[str, str], seed: int, device: torch.device
+) -> Prepared:
+    """Fit standardisation (and selection) on ``train_rows``; transform every clip."""
+    standardizers, selections, scores, xs, masks = {}, {}, {}, {}, {}
+    for name, modality in data.inputs.items():
+        std = Standardizer.fit(modality, train_rows)
+        x = std.transform(modality.x, modality.mask)
+        standardizers[name] = std
+        chooser = selector.get(name, "none")
+        if chooser != "none":
+            fit_x, rows_present = _selection_matrix(x[train_rows], modality.mask[train_rows])
+            sel = make_selector(chooser, seed).fit(fit_x, data.y[train_rows][rows_present])
+            keep = np.asarray(sel.get_support(), dtype=bool)
+            selections[name] = keep
+            scores[name] = np.nan_to_num(np.asarray(getattr(sel, "scores_", keep), dtype=float)).tolist()
+            x = x[..., keep]
+            log.info("%s selection on %s: kept %d of %d features", chooser, name, int(keep.sum()), keep.size)
+        xs[name] = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        masks[name] = torch.from_numpy(modality.mask).to(device)
+    return Prepared(standardizers, selections, scores, xs, masks)
+
+
+# -------------------------------------------------------------------------------------------- batches
+def _dialogue_codes(data: FusionData) -> np.ndarray | None:
+    if not (data.dialogue_ids != "").any():
+        return None
+    _, codes = np.unique(data.dialogue_ids, return_inverse=True)
+    return codes
+
+
+def _batches(
+    rows: np.ndarray, batch_size: int, rng: np.random.Generator | None, dialogues: np.ndarray | None, order: np.ndarray
+) -> list[np.ndarray]:
+    """Index batches; with dialogues, whole dialogues in utterance order (seed 004's context BiGRU)."""
+    if dialogues is None:
+        rows = rng.permutation(rows) if rng is not None else rows
+        return [rows[i : i + batch_size] for i in range(0, rows.size, batch_size)]
+    groups: dict[int, list[int]] = {}
+    for r in rows[np.argsort(order[rows], kind="stable")]:
+        groups.setdefault(int(dialogues[r]), []).append(int(r))
+    keys = list(groups)
+    if rng is not None:
+        keys = [keys[i] for i in rng.permutation(len(keys))]
+    batches, current = [], []
+    for key in keys:
+        current += groups[key]
+        if len(current) >= batch_size:
+            batches.append(np.array(current))
+            current = []
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+def _forward(
+    head: FusionHead, prep: Prepared, idx: np.ndarray, dialogues: np.ndarray | None, device: torch.device
+) -> tuple[Tensor, Tensor | None]:
+    index = torch.from_numpy(idx).to(device)
+    xs = {m: x.index_select(0, index) for m, x in prep.xs.items()}
+    masks = {m: x.index_select(0, index) for m, x in prep.masks.items()}
+    kwargs = {}
+    if head.accepts_dialogue and dialogues is not None:
+        kwargs["dialogue"] = torch.from_numpy(dialogues[idx]).to(device)
+    if head.has_modality_weights:
+        return head.forward_with_weights(xs, masks, **kwargs)
+    return head(xs, masks, **kwargs), None
+
+
+# -------------------------------------------------------------------------------------------- one run
+@dataclass
+class RunOutcome:
+    """What one (seed, fold) produced."""
+
+    name: str
+    seed: int
+    split: Split
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    best_epoch: int
+    test_prob: np.ndarray
+    test_weights: np.ndarray | None
+    head: FusionHead
+    prep: Prepared
+    seconds: float
+
+
+def run_once(
+    data: FusionData,
+    split: Split,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunOutcome:
+    """Train on ``split.train``, stop early on ``split.val``, evaluate on ``split.test``."""
+    started = time.monotonic()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    prep = preprocess(data, split.train, config.selector, seed, device)
+    steps = next((x.shape[1] for x in prep.xs.values() if x.dim() == 3), None)
+    head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
+    y = torch.from_numpy(data.y).to(device)
+    weight = None
+    if config.class_weights:
+        counts = np.bincount(data.y[split.train], minlength=len(data.class_names)).astype(np.float64)
+        weight = torch.tensor(
+            np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0),
+            dtype=torch.float32,
+            device=device,
+        )
+    criterion = nn.CrossEntropyLoss(weight=weight)
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    dialogues = _dialogue_codes(data) if head.accepts_dialogue else None
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
+    best = (np.inf, 0, copy.deepcopy(head.state_dict()))
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        total, seen = 0.0, 0
+        for idx in _batches(split.train, config.batch_size, rng, dialogues, data.utterance_idx):
+            logits, _ = _forward(head, prep, idx, dialogues, device)
+            loss = criterion(logits, y[torch.from_numpy(idx).to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * idx.size
+            seen += idx.size
+        history["train_loss"].append(total / seen)
+        if split.val.size:
+            prob = predict_proba(head, prep, split.val, device, config.batch_size, dialogues, data.utterance_idx)[0]
+            val_loss = float(
+                nn.functional.nll_loss(
+                    torch.log(torch.from_numpy(prob).clamp_min(1e-12)),
+                    torch.from_numpy(data.y[split.val]),
+                    weight=None if weight is None else weight.cpu(),
+                )
+            )
+            recall = [np.mean(prob.argmax(1)[data.y[split.val] == c] == c) for c in np.unique(data.y[split.val])]
+            history["val_loss"].append(val_loss)
+            history["val_ua"].append(float(np.mean(recall)))
+            if val_loss < best[0] - 1e-6:
+                best = (val_loss, epoch, copy.deepcopy(head.state_dict()))
+            elif epoch - best[1] >= config.patience:
+                break
+        else:
+            best = (np.inf, epoch, copy.deepcopy(head.state_dict()))
+        if on_epoch is not None:
+            on_epoch(epoch, {k: v[-1] for k, v in history.items() if v})
+    head.load_state_dict(best[2])
+    prob, weights = predict_proba(head, prep, split.test, device, config.batch_size, dialogues, data.utterance_idx)
+    metrics = classification_metrics(data.y[split.test], prob.argmax(1), data.class_names, prob)
+    metrics["best_epoch"] = best[1]
+    return RunOutcome(
+        f"seed{seed}-{split.name}",
+        seed,
+        split,
+        metrics,
+        history,
+        best[1],
+        prob,
+        weights,
+        head,
+        prep,
+        time.monotonic() - started,
+    )
+
+
+@torch.inference_mode()
+def predict_proba(
+    head: FusionHead,
+    prep: Prepared,
+    rows: np.ndarray,
+    device: torch.device,
+    batch_size: int = 256,
+    dialogues: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities (and modality weights, for heads that have them) of ``rows``, in their order."""
+    head.eval()
+    position = {int(r): i for i, r in enumerate(rows)}
+    prob = np.zeros((rows.size, head.n_classes), np.float32)
+    weights = np.zeros((rows.size, len(head.modalities)), np.float32) if head.has_modality_weights else None
+    for idx in _batches(rows, max(batch_size, 256), None, dialogues, order):
+        logits, w = _forward(head, prep, idx, dialogues, device)
+        at = [position[int(r)] for r in idx]
+        prob[at] = torch.softmax(logits, dim=-1).cpu().numpy()
+        if weights is not None and w is not None:
+            weights[at] = w.cpu().numpy()
+    return prob, weights
+
+
+# -------------------------------------------------------------------------------------------- all runs
+@dataclass
+class TrainResult:
+    """All runs of a training job, their summary, and the data they used."""
+
+    config: TrainConfig
+    protocol: str
+    data: FusionData
+    runs: list[RunOutcome]
+    summary: dict[str, Any]
+    seconds: float
+
+    @property
+    def reference(self) -> RunOutcome:
+        """The run whose model is saved as the checkpoint (first seed, first fold)."""
+        return self.runs[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.config.method,
+            "config": asdict(self.config),
+            "split_protocol": self.protocol,
+            "class_names": self.data.class_names,
+            "modalities": {
+                m: {"kind": i.kind, "features": i.features, "dim": i.dim} for m, i in self.data.inputs.items()
+            },
+            "n_clips": self.data.n,
+            "store": {k: v for k, v in self.data.store.items() if k != "config"},
+            "runs": [
+                {
+                    "name": r.name,
+                    "seed": r.seed,
+                    "split": r.split.name,
+                    "sizes": r.split.sizes(),
+                    "best_epoch": r.best_epoch,
+                    "seconds": round(r.seconds, 3),
+                    "metrics": r.metrics,
+                }
+                for r in self.runs
+            ],
+            "summary": self.summary,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def train_on_data(
+    data: FusionData, config: TrainConfig, on_run: Callable[[RunOutcome], None] | None = None
+) -> TrainResult:
+    """Every seed x fold of ``config`` on already loaded data (so ``compare`` can share one read)."""
+    started = time.monotonic()
+    device = resolve_device(config.device)
+    protocol = resolve_protocol(data, config.split)
+    runs = []
+    for s in range(config.seeds):
+        seed = config.seed + s
+        for split in make_splits(data, protocol, config.folds, seed):
+            if not split.train.size or not split.test.size:
+                raise UsageError(f"split {split.name} leaves an empty partition: {split.sizes()}")
+            outcome = run_once(data, split, config, seed, device)
+            log.info(
+                "%s %s: test UA %.3f, accuracy %.3f (best epoch %d, %.1f s)",
+                config.method,
+                outcome.name,
+                outcome.metrics["ua"],
+                outcome.metrics["accuracy"],
+                outcome.best_epoch,
+                outcome.seconds,
+            )
+            runs.append(outcome)
+            if on_run is not None:
+                on_run(outcome)
+    summary = summarize_runs([r.metrics for r in runs])
+    return TrainResult(config, protocol, data, runs, summary, time.monotonic() - started)
+
+
+def train(
+    store: str | FeatureStore,
+    config: TrainConfig,
+    out_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+) -> TrainResult:
+    """Load the store's features, train every run of ``config``, and write the run directory if asked."""
+    from emo.fusion.run_dir import prepare_run_dir, write_run
+
+    if out_dir is not None:
+        prepare_run_dir(out_dir)  # fail before training, not after
+    fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
+    data = prepare_data(fs, config)
+    result = train_on_data(data, config)
+    if out_dir is not None:
+        write_run(result, out_dir, command)
+    return result

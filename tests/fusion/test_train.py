@@ -1,0 +1,255 @@
+"""The fusion trainer on stores: data loading, splits, training, reports, checkpoints, compare, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_emo
+
+from emo.errors import UsageError
+from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
+from emo.features_store.sequences import derive
+from emo.fusion.checkpoint import load_checkpoint
+from emo.fusion.data import load_fusion_data, resolve_features
+from emo.fusion.predict import predict_store
+from emo.fusion.splits import make_splits
+from emo.fusion.train import TrainConfig, input_kinds, prepare_data, train
+
+CLASSES = ["anger", "joy", "sadness"]
+N_SPEAKERS, PER_SPEAKER, STEPS = 8, 24, 8
+
+
+def synthetic_store(path: Path, informative: str = "audio", seed: int = 0) -> Path:
+    """A store whose ``informative`` modality separates the classes; the others are noise. Every 7th clip has
+    no video (status missing) and every 11th no text."""
+    rng = np.random.default_rng(seed)
+    specs = [
+        SequenceSpec("audio/mfcc", {"values": (6,)}, steps=STEPS),
+        VectorSpec("audio/egemaps", (5,)),
+        SequenceSpec("video/face", {"values": (8,)}, steps=STEPS),
+        VectorSpec("text/mean", (4,)),
+    ]
+    centres = {m: rng.normal(0, 2.0, (3, d)) for m, d in (("audio", 6), ("video", 8), ("text", 4))}
+    writer = StoreWriter.open(
+        path,
+        specs=specs,
+        labels=CLASSES,
+        dataset={"adapter": "synthetic"},
+        extraction={"config": {"align_steps": STEPS}, "config_hash": "synthetic"},
+        software={},
+        chunk_rows=64,
+    )
+    i = 0
+    with writer:
+        for speaker in range(N_SPEAKERS):
+            for k in range(PER_SPEAKER):
+                label = k % 3
+                arrays, status = {}, {"audio": "ok", "video": "ok", "text": "ok"}
+                for modality, dim, ragged in (("audio", 6, True), ("video", 8, True), ("text", 4, False)):
+                    centre = centres[modality][label] if modality == informative else np.zeros(dim)
+                    if ragged:
+                        frames = rng.integers(STEPS // 2, 3 * STEPS)
+                        values = (centre + rng.normal(0, 1.0, (frames, dim))).astype(np.float32)
+                        path_ = "audio/mfcc" if modality == "audio" else "video/face"
+                        if modality == "video" and i % 7 == 0:
+                            values = values[:0]
+                            status["video"] = "missing"
+                        arrays |= derive(path_, values, STEPS)
+                    else:
+                        arrays["text/mean"] = (centre + rng.normal(0, 1.0, dim)).astype(np.float32)
+                        if i % 11 == 0:
+                            arrays["text/mean"][:] = np.nan
+                            status["text"] = "missing"
+                arrays["audio/egemaps"] = rng.normal(0, 1, 5).astype(np.float32)
+                writer.add(
+                    ClipResult(
+                        {
+                            "clip_id": f"s{speaker}_c{k}",
+                            "label": label,
+                            "label_name": CLASSES[label],
+                            "speaker": f"spk{speaker}",
+                            "split": ["train", "dev", "test"][speaker % 3],
+                            **{f"status_{m}": s for m, s in status.items()},
+                        },
+                        arrays,
+                    )
+                )
+                i += 1
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_store(tmp_path_factory.mktemp("fusion") / "synthetic.zarr")
+
+
+def quick(method: str, **kw) -> TrainConfig:
+    return TrainConfig(method=method, epochs=kw.pop("epochs", 40), patience=kw.pop("patience", 40), **kw)
+
+
+def test_loading_vectors_and_sequences(store: Path) -> None:
+    fs = FeatureStore.open(store)
+    features = resolve_features(fs, None, None, input_kinds("attention", {}))
+    assert features == {"audio": ["audio/mfcc", "audio/egemaps"], "video": ["video/face"], "text": ["text/mean"]}
+    data = load_fusion_data(fs, features, input_kinds("attention", {}))
+    audio = data.inputs["audio"]
+    assert audio.x.shape == (N_SPEAKERS * PER_SPEAKER, 12 + 5) and audio.dims == [12, 5]
+    np.testing.assert_array_equal(audio.x[:, :12], fs.read("audio/mfcc/pooled"))
+    video = data.inputs["video"]
+    assert not video.mask[0] and video.mask[1]  # clip 0 has no video: kept, masked
+    assert not data.inputs["text"].mask[0]
+
+    seq = load_fusion_data(
+        fs, resolve_features(fs, ["audio", "text"], None, input_kinds("bilstm-sa", {})), input_kinds("bilstm-sa", {})
+    )
+    assert seq.inputs["audio"].x.shape == (N_SPEAKERS * PER_SPEAKER, STEPS, 6)
+    np.testing.assert_array_equal(seq.inputs["audio"].mask, fs.read("audio/mfcc/mask"))
+    assert seq.inputs["text"].x.shape == (N_SPEAKERS * PER_SPEAKER, STEPS, 4)  # a vector repeated over steps
+    assert seq.class_names == CLASSES
+
+    with pytest.raises(UsageError, match="no feature 'audio/mel'"):
+        resolve_features(fs, None, ["audio/mel"], input_kinds("early", {}))
+    with pytest.raises(UsageError, match="unknown modality"):
+        resolve_features(fs, ["smell"], None, input_kinds("early", {}))
+
+
+def test_splits_are_speaker_disjoint(store: Path) -> None:
+    data = prepare_data(FeatureStore.open(store), quick("early"))
+    (split,) = make_splits(data, "speaker", seed=3)
+    parts = [set(data.speakers[p]) for p in (split.train, split.val, split.test)]
+    assert parts[0] and parts[1] and parts[2]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    folds = list(make_splits(data, "speaker", folds=4, seed=0))
+    tested = [s for f in folds for s in set(data.speakers[f.test])]
+    assert sorted(tested) == sorted(set(data.speakers))  # each speaker tested exactly once
+    for f in folds:
+        assert not set(data.speakers[f.test]) & set(data.speakers[f.train])
+    (strat,) = make_splits(data, "stratified", seed=0)
+    assert abs(strat.test.size / data.n - 0.2) < 0.02
+    assert np.allclose(np.bincount(data.y[strat.test]) / strat.test.size, 1 / 3, atol=0.05)
+    (pre,) = make_splits(data, "predefined")
+    assert set(data.splits[pre.test]) == {"test"} and set(data.splits[pre.val]) == {"dev"}
+
+
+@pytest.mark.parametrize("informative", ["audio", "video"])
+def test_attention_learns_and_weights_the_informative_modality(tmp_path: Path, informative: str) -> None:
+    path = synthetic_store(tmp_path / "s.zarr", informative=informative, seed=1)
+    result = train(path, quick("attention"), str(tmp_path / "run"))
+    assert result.summary["ua"]["mean"] > 0.8
+    weights = json.loads((tmp_path / "run" / "modality_weights.json").read_text())
+    mods = weights["modalities"]
+    clips = [c for c in weights["clips"] if c["weights"]["video"] > 0]  # clips that have video
+    mean = {m: np.mean([c["weights"][m] for c in clips]) for m in mods}
+    noise = [m for m in mods if m != informative]
+    assert all(mean[informative] > mean[m] + 0.2 for m in noise), mean
+
+
+def test_run_directory_and_checkpoint_round_trip(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(store, quick("early", seeds=2), str(run), command=["emo", "fuse", "--method", "early"])
+    for name in ("metrics.json", "confusion.png", "curves.png", "model.safetensors", "config.json", "predictions.csv"):
+        assert (run / name).stat().st_size > 0, name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["command"] == "emo fuse --method early"
+    assert metrics["split_protocol"] == "speaker" and len(metrics["runs"]) == 2
+    assert metrics["store"]["config_hash"] == "synthetic"
+    for key in ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "wa", "ua", "wf1"):
+        summary = metrics["summary"][key]
+        assert summary["n"] == 2 and summary["ci"][0] <= summary["mean"] <= summary["ci"][1]
+    assert "confusion_matrix" in metrics["runs"][0]["metrics"]
+    assert not (run / "model.safetensors").read_bytes().startswith(b"\x80")  # not a pickle
+
+    # the checkpoint reproduces the reference run's test predictions exactly
+    ref = result.reference
+    test_ids = result.data.clip_ids[ref.split.test]
+    predictions = predict_store(run, str(store), list(test_ids))
+    by_id = {p.clip_id: p for p in predictions}
+    for i, clip in enumerate(test_ids):
+        expected = dict(zip(result.data.class_names, ref.test_prob[i], strict=True))
+        assert by_id[clip].probabilities == pytest.approx(expected, abs=1e-4)
+    ckpt = load_checkpoint(run)
+    assert ckpt.class_names == CLASSES and ckpt.config["method"] == "early"
+    with open(run / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == sum(r.split.test.size for r in result.runs)
+
+
+def test_training_is_deterministic_and_standardisation_sees_only_train(store: Path) -> None:
+    a = train(store, quick("bilstm", epochs=5))
+    b = train(store, quick("bilstm", epochs=5))
+    np.testing.assert_array_equal(a.reference.test_prob, b.reference.test_prob)
+    ref = a.reference
+    audio = a.data.inputs["audio"]
+    train_values = audio.x[ref.split.train][audio.mask[ref.split.train]]
+    np.testing.assert_allclose(ref.prep.standardizers["audio"].mean, train_values.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
+    for method in ("late", "label-fusion", "cnn", "bilstm-sa", "hierarchical"):
+        result = train(store, quick(method, epochs=8))
+        assert result.summary["accuracy"]["mean"] > 0.5, method  # chance is 1/3
+    result = train(store, quick("cross-tucker", epochs=8, modalities=("audio", "video")))
+    assert result.summary["accuracy"]["mean"] > 0.5
+
+
+def test_fuse_and_compare_cli(store: Path, tmp_path: Path) -> None:
+    proc = run_emo(
+        "fuse",
+        "--store",
+        str(store),
+        "--method",
+        "attention",
+        "--epochs",
+        "20",
+        "-o",
+        str(tmp_path / "run"),
+        "--json",
+        "--hparam",
+        "n=32",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ua"]["mean"] > 0.6
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["hparams"]["n"] == 32
+    bad = run_emo("fuse", "--store", str(store), "--method", "transformer", "-o", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "unknown --method 'transformer'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_emo(
+        "fuse", "--store", str(store), "--method", "early", "--features", "audio/nope", "-o", str(tmp_path / "x")
+    )
+    assert bad.returncode == 2 and "no feature 'audio/nope'" in bad.stderr
+
+    out = tmp_path / "cmp"
+    proc = run_emo(
+        "compare",
+        "--store",
+        str(store),
+        "--methods",
+        "early,late,attention",
+        "--unimodal",
+        "audio,video,text",
+        "--epochs",
+        "15",
+        "--seeds",
+        "2",
+        "-o",
+        str(out),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = (out / "compare.md").read_text()
+    for name in ("early (audio only)", "early (video only)", "early (text only)", "| late |", "| attention |"):
+        assert name in table
+    with open(out / "compare.csv") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    assert float(rows["early (audio only)"]["ua_mean"]) > float(rows["early (text only)"]["ua_mean"])
+    assert (out / "compare.png").stat().st_size > 0
+    assert {p.name for p in (out / "runs").iterdir()} >= {"early", "late", "attention", "early_audio_only"}
+    # identical splits: every entry evaluated the same test clips
+    tests = [
+        json.loads((out / "runs" / r / "metrics.json").read_text())["runs"][0]["sizes"]["test"]
+        for r in ("early", "late", "attention")
+    ]
+    assert len(set(tests)) == 1
