@@ -1,0 +1,16 @@
+"""Feature selectors for fused features (DESIGN.md section 7): scikit-learn transformers that keep a subset.
+
+* :class:`L1Selector` -- non-zero weights of an L1-penalised logistic regression or linear SVM (seed 002).
+* :class:`TreeSelector` -- extra-trees / random-forest importances, threshold or top-k (seed 002).
+* :class:`ZebraSelector` -- wrapper search with the Improved Zebra Optimization Algorithm (seed 001).
+
+All three are ``SelectorMixin`` estimators (``fit``, ``transform``, ``get_support``,
+``get_feature_names_out``, usable in a ``Pipeline``), fit on the training split only, and expose the boolean
+``support_`` mask and per-feature ``scores_`` that a run saves as JSON.
+"""
+
+from emo.fusion.selection.l1 import L1Selector
+from emo.fusion.selection.tree import TreeSelector
+from emo.fusion.selection.zebra import ZebraSelector
+
+__all__ = ["L1Selector", "TreeSelector", "ZebraSelector"]
