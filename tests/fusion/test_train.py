@@ -253,3 +253,42 @@ def test_fuse_and_compare_cli(store: Path, tmp_path: Path) -> None:
         for r in ("early", "late", "attention")
     ]
     assert len(set(tests)) == 1
+
+
+def test_select_command_writes_mask_scores_and_convergence(store: Path, tmp_path: Path) -> None:
+    for method in ("l1", "tree", "zebra"):
+        out = tmp_path / method
+        proc = run_emo("select", "--store", str(store), "--method", method, "-o", str(out),
+                       "--param", "random_state=0")
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads((out / "selection.json").read_text())
+        assert len(result["support"]) == result["n_features"] == 12 + 5 + 16 + 4
+        assert result["split"]["protocol"] == "speaker" and result["split"]["n_train"] > 0
+        # the informative modality (audio mfcc) dominates what is kept
+        assert sum(n.startswith("audio/mfcc") for n in result["selected"]) >= 0.6 * len(result["selected"])
+        assert (out / "selection.png").stat().st_size > 0
+    zebra = json.loads((tmp_path / "zebra" / "selection.json").read_text())
+    assert len(zebra["convergence"]) > 1 and zebra["convergence"][-1] <= zebra["convergence"][0]
+    bad = run_emo("select", "--store", str(store), "--method", "zebra", "-o", str(tmp_path / "x"),
+                  "--param", "population=3")
+    assert bad.returncode == 2 and "population" in bad.stderr
+
+
+def test_selection_per_modality_is_fitted_in_training_and_reapplied(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = quick("early", selector={"audio": "tree", "video": "l1", "text": "l1"}, seeds=2, epochs=15)
+    result = train(store, config, str(run))
+    for r in result.runs:
+        assert set(r.prep.selections) == {"audio", "video", "text"}
+        assert r.prep.selections["audio"].sum() < r.prep.selections["audio"].size
+    saved = json.loads((run / "selection.json").read_text())
+    assert set(saved["runs"]) == {r.name for r in result.runs}
+    ckpt = load_checkpoint(run)
+    np.testing.assert_array_equal(ckpt.selections["audio"], result.reference.prep.selections["audio"])
+    assert ckpt.head.dims["audio"] == int(ckpt.selections["audio"].sum())
+    ref = result.reference
+    test_ids = list(result.data.clip_ids[ref.split.test])
+    by_id = {p.clip_id: p for p in predict_store(run, str(store), test_ids)}
+    for i, clip in enumerate(test_ids):
+        assert by_id[clip].probabilities == pytest.approx(
+            dict(zip(result.data.class_names, ref.test_prob[i], strict=True)), abs=1e-4)
