@@ -231,6 +231,156 @@ def store_info(store_path: str, as_json: bool, storage_option: tuple[str, ...], 
         render_info(info)
 
 
+def dst_storage_options_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--dst-storage-option",
+        "dst_storage_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Storage option for the destination only, when it differs from the source's (repeatable).",
+    )(func)
+
+
+def _dst_options(items: tuple[str, ...]) -> dict[str, Any] | None:
+    from emo.features_store.location import parse_storage_options
+
+    return parse_storage_options(items) if items else None
+
+
+@store.command("verify")
+@click.argument("store_path", metavar="STORE")
+@click.option("--deep", is_flag=True, help="Read, hash and decode every chunk (default: metadata and sizes only).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@storage_options_option
+@common
+def store_verify(store_path: str, deep: bool, as_json: bool, storage_option: tuple[str, ...], quiet: bool) -> None:
+    """Check a store: schema and version, rows of every array against clips/clip_id, recorded checksums.
+
+    Exits 1 when any problem is found; every problem names its array.
+    """
+    from emo.features_store.location import parse_storage_options
+    from emo.features_store.verify import verify_store
+
+    report = verify_store(store_path, parse_storage_options(storage_option), deep=deep)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
+    if not report.ok:
+        sys.exit(1)
+
+
+@store.command("merge")
+@click.argument("sources", nargs=-1, required=True, metavar="STORE...")
+@click.option("-o", "--output", required=True, help="Merged store to write (a directory or an object-store URL).")
+@click.option("--map-labels", metavar="OLD=NEW,...", help="Rename labels before the label sets are compared.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@storage_options_option
+@dst_storage_options_option
+@common
+def store_merge(
+    sources: tuple[str, ...],
+    output: str,
+    map_labels: str | None,
+    overwrite: bool,
+    as_json: bool,
+    storage_option: tuple[str, ...],
+    dst_storage_option: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Merge stores extracted with the same configuration and label set into a new store."""
+    from emo.features_store.location import parse_storage_options
+    from emo.features_store.merge import merge_stores, parse_label_map
+
+    report = merge_stores(
+        sources,
+        output,
+        label_map=parse_label_map(map_labels),
+        overwrite=overwrite,
+        storage_options=parse_storage_options(storage_option),
+        output_options=_dst_options(dst_storage_option),
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    taken = ", ".join(f"{s['store']}: {s['n_taken']} of {s['n_clips']}" for s in report.sources)
+    click.echo(f"merged {len(report.sources)} stores into {report.output}: {report.n_clips} clips ({taken})")
+    if report.duplicates:
+        click.echo(f"{len(report.duplicates)} clip(s) present in several stores (same media) were kept once")
+    if report.dropped_arrays:
+        click.echo(f"derived arrays not merged (recompute them): {', '.join(report.dropped_arrays)}")
+
+
+def _print_copy(report: Any, as_json: bool, verb: str) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(
+            f"{verb} {report.source} to {report.destination}: {report.n_objects} objects, {report.bytes} bytes, "
+            f"{report.n_chunks_checked} chunk checksums checked, {report.seconds:.1f} s"
+        )
+
+
+@store.command("pack")
+@click.argument("store_path", metavar="STORE")
+@click.argument("output", metavar="OUT.zip")
+@click.option("--overwrite", is_flag=True, help="Replace an existing zip.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@storage_options_option
+@dst_storage_options_option
+@common
+def store_pack(
+    store_path: str,
+    output: str,
+    overwrite: bool,
+    as_json: bool,
+    storage_option: tuple[str, ...],
+    dst_storage_option: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Pack a store into a single .zip file that emo (and zarr's ZipStore) reads directly."""
+    from emo.features_store.location import parse_storage_options
+    from emo.features_store.transfer import pack_store
+
+    report = pack_store(
+        store_path,
+        output,
+        overwrite=overwrite,
+        storage_options=parse_storage_options(storage_option),
+        destination_options=_dst_options(dst_storage_option),
+    )
+    _print_copy(report, as_json, "packed")
+
+
+@store.command("copy")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at DST.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@storage_options_option
+@dst_storage_options_option
+@common
+def store_copy(
+    source: str,
+    destination: str,
+    overwrite: bool,
+    as_json: bool,
+    storage_option: tuple[str, ...],
+    dst_storage_option: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Copy a store between a directory, a .zip and an object store, checking every chunk's checksum."""
+    from emo.features_store.location import parse_storage_options
+    from emo.features_store.transfer import copy_store
+
+    report = copy_store(
+        source,
+        destination,
+        overwrite=overwrite,
+        storage_options=parse_storage_options(storage_option),
+        destination_options=_dst_options(dst_storage_option),
+    )
+    _print_copy(report, as_json, "copied")
+
+
 # -------------------------------------------------------------------------------------------- fuse
 def _hparams(items: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 
 from emo.errors import StoreError
+from emo.features_store.checksums import record_checksums
 from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
 from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version
@@ -45,7 +46,7 @@ def write_derived(
             if name in group:
                 del group[name]
         chunk_rows = int(group.attrs.get("chunk_rows", 256))
-        group.create_array(
+        arr = group.create_array(
             path,
             data=rows,
             chunks=(chunk_rows, *rows.shape[1:]),
@@ -53,13 +54,15 @@ def write_derived(
             dimension_names=["clip", *[f"d{i}" for i in range(rows.ndim - 1)]],
             attributes={**attrs, DERIVED_ATTR: True, "rows_at_creation": n},
         )
+        record_checksums(arr, 0, arr.shape[0])
         for name, value in (extra or {}).items():
-            group.create_array(
+            model = group.create_array(
                 f"{path}_model/{name}",
                 data=np.ascontiguousarray(value),
                 compressors=_compressor(value.dtype),
                 attributes={DERIVED_ATTR: True},
             )
+            record_checksums(model, 0, model.shape[0])
 
 
 def derived_paths(fs: FeatureStore) -> list[str]:

@@ -32,7 +32,8 @@ def _owner() -> dict[str, Any]:
     }
 
 
-def _held_message(location: StoreLocation, owner: dict[str, Any]) -> str:
+def held_message(location: StoreLocation, owner: dict[str, Any]) -> str:
+    """Why a store cannot be written now: who holds its writer lock."""
     who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, since {owner.get('since', '?')}"
     return (
         f"store {location.display} is being written by another process ({who}); "
@@ -70,7 +71,7 @@ class StoreLock:
             except ValueError:
                 owner = {}
             os.close(fd)
-            raise StoreError(_held_message(self.location, owner)) from None
+            raise StoreError(held_message(self.location, owner)) from None
         self._owner = _owner()
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(self._owner).encode(), 0)
@@ -90,12 +91,12 @@ class StoreLock:
             except ValueError:
                 owner = {}
             if time.time() - float(owner.get("heartbeat", 0)) < LEASE_TTL_S:
-                raise StoreError(_held_message(self.location, owner))
+                raise StoreError(held_message(self.location, owner))
         self._owner = _owner()
         fs.pipe_file(key, json.dumps(self._owner).encode())
         fs.invalidate_cache()
         if json.loads(fs.cat_file(key)).get("token") != self._owner["token"]:
-            raise StoreError(_held_message(self.location, json.loads(fs.cat_file(key))))
+            raise StoreError(held_message(self.location, json.loads(fs.cat_file(key))))
 
     def heartbeat(self) -> None:
         """Renew the lease (object stores); a no-op for local stores, where the kernel holds the lock."""
@@ -123,3 +124,37 @@ class StoreLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def active_writer(location: StoreLocation) -> dict[str, Any] | None:
+    """The owner of a live writer lock on a store, or None (zips and plain HTTP stores are never written).
+
+    Used by readers that need a stable store (copy): checking does not take the lock away from anyone.
+    """
+    if location.read_only:
+        return None
+    if location.is_local:
+        import fcntl
+
+        path = location.path / LOCK_NAME
+        if not path.is_file():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                return {}
+        finally:
+            os.close(fd)  # closing releases a shared lock we got
+        return None
+    fs, key = StoreLock(location)._fs()
+    if not fs.exists(key):
+        return None
+    try:
+        owner = json.loads(fs.cat_file(key))
+    except ValueError:
+        return None
+    return owner if time.time() - float(owner.get("heartbeat", 0)) < LEASE_TTL_S else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -11,11 +12,34 @@ import pandas as pd
 import zarr
 
 from emo.errors import StoreError, UsageError
-from emo.features_store.location import StoreLocation, parse_location
+from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION
 
 #: Root attribute holding the number of committed rows; arrays may hold more after an interrupted write.
 ROWS_ATTR = "rows"
+
+#: Codecs a store may use: pure data transforms. Anything else (a pickle-based or unknown codec that a
+#: plugin might register) is refused before a chunk is decoded, since a store can come from anyone.
+SAFE_CODECS = frozenset(
+    {"bytes", "blosc", "zstd", "gzip", "crc32c", "transpose", "vlen-utf8", "vlen-bytes", "sharding_indexed"}
+    | {f"numcodecs.{n}" for n in ("blosc", "zstd", "gzip", "zlib", "lz4", "bz2", "lzma", "crc32", "crc32c")}
+    | {f"numcodecs.{n}" for n in ("adler32", "fletcher32", "shuffle", "delta", "bitround", "packbits")}
+)
+
+
+def unsafe_codecs(arr: zarr.Array) -> list[str]:
+    """Names of the codecs of ``arr`` (sharding's inner codecs included) that are not in SAFE_CODECS."""
+
+    def names(codecs: Any) -> list[str]:
+        out = []
+        for codec in codecs or ():
+            spec = codec if isinstance(codec, dict) else codec.to_dict()
+            out.append(str(spec.get("name")))
+            config = spec.get("configuration") or {}
+            out += names(config.get("codecs")) + names(config.get("index_codecs"))
+        return out
+
+    return [n for n in names(arr.metadata.to_dict().get("codecs")) if n not in SAFE_CODECS]
 
 
 class StoreVersionError(UsageError):
@@ -38,7 +62,8 @@ class FeatureStore:
     """A read-only view of an emo feature store (directory, .zip or fsspec URL).
 
     Only committed rows are visible: after an interrupted write an array may physically hold more rows
-    than the store's ``rows`` attribute, and those are ignored here.
+    than the store's ``rows`` attribute, and those are ignored here. Array metadata is read once, when the
+    arrays are first listed (one round trip per array matters on an object store).
     """
 
     def __init__(self, group: zarr.Group, location: StoreLocation) -> None:
@@ -47,18 +72,20 @@ class FeatureStore:
         self.attrs: dict[str, Any] = dict(group.attrs)
         check_version(self.attrs, location.display)
         self.n_clips: int = int(self.attrs.get(ROWS_ATTR, 0))
+        self._arrays: dict[str, zarr.Array] | None = None
 
     @classmethod
     def open(cls, store: str | StoreLocation, storage_options: dict[str, Any] | None = None) -> FeatureStore:
         """Open an existing store for reading."""
         location = parse_location(store, storage_options)
-        if not location.exists():
-            raise UsageError(f"no feature store at {location.display}")
-        try:
-            group = zarr.open_group(location.zarr_store(read_only=True), mode="r")
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise StoreError(f"cannot open the store at {location.display}: {exc}") from exc
-        return cls(group, location)
+        with storage_errors(location, action="cannot open the store"):
+            if not location.exists():
+                raise UsageError(f"no feature store at {location.display}")
+            try:
+                group = zarr.open_group(location.zarr_store(read_only=True), mode="r")
+            except (FileNotFoundError, ValueError, KeyError) as exc:
+                raise StoreError(f"cannot open the store at {location.display}: {location.redact(str(exc))}") from None
+            return cls(group, location)
 
     # -- provenance -------------------------------------------------------------------------------------
     @property
@@ -76,7 +103,13 @@ class FeatureStore:
     # -- arrays -----------------------------------------------------------------------------------------
     def array_paths(self) -> list[str]:
         """Every array in the store (clip table included), sorted by path."""
-        return sorted(name for name, node in self.group.members(max_depth=None) if isinstance(node, zarr.Array))
+        if self._arrays is None:
+            with warnings.catch_warnings():
+                # the writer's lock file sits at the root of a directory store; it is not a Zarr node
+                warnings.filterwarnings("ignore", message="Object at .* is not recognized", category=UserWarning)
+                members = self.group.members(max_depth=None)
+            self._arrays = {name: node for name, node in sorted(members) if isinstance(node, zarr.Array)}
+        return list(self._arrays)
 
     def feature_paths(self) -> list[str]:
         """The feature arrays (everything outside ``clips/``)."""
@@ -84,7 +117,7 @@ class FeatureStore:
 
     def array(self, path: str) -> zarr.Array:
         try:
-            node = self.group[path]
+            node = self._arrays[path] if self._arrays is not None and path in self._arrays else self.group[path]
         except KeyError:
             raise UsageError(
                 f"no array '{path}' in {self.location.display}; "
@@ -92,6 +125,11 @@ class FeatureStore:
             ) from None
         if not isinstance(node, zarr.Array):
             raise UsageError(f"'{path}' in {self.location.display} is a group, not an array")
+        if unsafe := unsafe_codecs(node):
+            raise StoreError(
+                f"'{path}' in {self.location.display} uses codec(s) {', '.join(unsafe)} that emo does not decode "
+                "(only plain compression and byte codecs are trusted in a shared store)"
+            )
         return node
 
     def is_ragged(self, path: str) -> bool:
@@ -132,7 +170,7 @@ class FeatureStore:
 
     def iter_arrays(self) -> Iterator[tuple[str, zarr.Array]]:
         for path in self.array_paths():
-            yield path, self.group[path]
+            yield path, self.array(path)
 
     # -- summary ----------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -169,4 +207,5 @@ class FeatureStore:
             "bytes_stored": sum(a["bytes_stored"] for a in arrays),
             "extraction": {"config_hash": extraction.get("config_hash"), "config": extraction.get("config")},
             "software": self.attrs.get("software", {}),
+            **({"merged_from": self.attrs["merged_from"]} if "merged_from" in self.attrs else {}),
         }

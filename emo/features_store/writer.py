@@ -22,6 +22,7 @@ from zarr.codecs import BloscCodec
 
 import emo
 from emo.errors import StoreError, UsageError
+from emo.features_store.checksums import record_checksums, recorded, refresh_after_trim
 from emo.features_store.location import StoreLocation, parse_location
 from emo.features_store.lock import LOCK_NAME, StoreLock
 from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, FeatureSpec, SequenceSpec, VectorSpec
@@ -130,6 +131,8 @@ class StoreWriter:
                 f"cannot extract into {location.display}: a .zip store is read-only; "
                 "extract into a directory and run 'emo store pack'"
             )
+        if location.read_only:
+            raise UsageError(f"cannot write to {location.display}: {location.scheme}:// locations are read-only")
         _check_writable(location)
         lock = StoreLock(location).acquire()
         try:
@@ -147,6 +150,7 @@ class StoreWriter:
                 group = _create(zstore, specs, labels, dataset, extraction, software, chunk_rows)
             writer = cls(group, location, lock, specs, flush_seconds=flush_seconds, on_commit=on_commit)
             writer._trim_uncommitted()
+            writer._ensure_checksums()
             return writer
         except BaseException:
             lock.release()
@@ -219,7 +223,7 @@ class StoreWriter:
         g = self.group
         for spec in self.specs:
             if isinstance(spec, VectorSpec):
-                g[spec.path].append(np.stack([r.arrays[spec.path] for r in block]).astype(spec.dtype))
+                _append(g[spec.path], np.stack([r.arrays[spec.path] for r in block]).astype(spec.dtype))
                 continue
             offsets = g[f"{spec.path}/offsets"]
             lengths = np.array([r.arrays[f"{spec.path}/{next(iter(spec.fields))}"].shape[0] for r in block])
@@ -227,15 +231,15 @@ class StoreWriter:
             for name in spec.fields:
                 values = [r.arrays[f"{spec.path}/{name}"] for r in block]
                 if lengths.sum():
-                    g[f"{spec.path}/{name}"].append(np.concatenate(values).astype(spec.dtype))
-            offsets.append(base + np.cumsum(lengths, dtype=np.int64))
+                    _append(g[f"{spec.path}/{name}"], np.concatenate(values).astype(spec.dtype))
+            _append(offsets, base + np.cumsum(lengths, dtype=np.int64))
             if spec.derived:
                 for name in ("aligned", "mask", "pooled"):
-                    g[f"{spec.path}/{name}"].append(np.stack([r.arrays[f"{spec.path}/{name}"] for r in block]))
+                    _append(g[f"{spec.path}/{name}"], np.stack([r.arrays[f"{spec.path}/{name}"] for r in block]))
         for col in CLIP_COLUMNS:
             values = [r.columns.get(col.name, col.fill) for r in block]
             data = np.array(values, dtype=object) if col.dtype is str else np.array(values, dtype=col.dtype)
-            g[f"clips/{col.name}"].append(data)
+            _append(g[f"clips/{col.name}"], data)
         self.rows += len(block)
         g.attrs.update({ROWS_ATTR: self.rows, "updated_at": _now()})
         self.lock.heartbeat()
@@ -259,10 +263,33 @@ class StoreWriter:
             for partial in self.location.path.rglob("*.partial"):
                 partial.unlink(missing_ok=True)
 
+    def _array_paths(self) -> list[str]:
+        paths = [f"clips/{col.name}" for col in CLIP_COLUMNS]
+        for spec in self.specs:
+            paths += list(spec.arrays())
+            if isinstance(spec, SequenceSpec):
+                paths.append(f"{spec.path}/offsets")
+        return paths
+
+    def _ensure_checksums(self) -> None:
+        """Record checksums of arrays that have none yet (new arrays; stores written before emo kept them)."""
+        for path in self._array_paths():
+            arr = self.group[path]
+            if recorded(arr) is None:
+                record_checksums(arr, 0, arr.shape[0])
+
+
+def _append(arr: zarr.Array, data: np.ndarray) -> None:
+    """Append rows and record the checksums of the chunks that were written."""
+    start = arr.shape[0]
+    arr.append(data)
+    record_checksums(arr, start, arr.shape[0])
+
 
 def _truncate(arr: zarr.Array, length: int) -> None:
     if arr.shape[0] > length:
         arr.resize((length, *arr.shape[1:]))
+        refresh_after_trim(arr)
 
 
 def _check_writable(location: StoreLocation) -> None:

@@ -14,13 +14,15 @@ import numpy as np
 
 import emo
 from emo.errors import UsageError
+from emo.features_store.location import redact_argv
 from emo.fusion.checkpoint import save_checkpoint
 from emo.fusion.reports import plot_confusion, plot_curves, plot_modality_weights
 from emo.fusion.train import TrainResult
 
 
 def _command(command: Sequence[str] | None) -> str:
-    return shlex.join(command if command is not None else sys.argv)
+    """The command line for provenance, with credentials passed as storage options masked."""
+    return shlex.join(redact_argv(list(command if command is not None else sys.argv)))
 
 
 def prepare_run_dir(path: str | Path) -> Path:
