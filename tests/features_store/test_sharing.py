@@ -242,6 +242,22 @@ def test_push_info_verify_read_pull_and_compare(team_store: Path, pushed: str, s
     assert_same_store(local, FeatureStore.open(pushed, s3.options))
 
 
+def test_fuse_trains_from_the_object_store_without_recording_credentials(
+    team_store: Path, pushed: str, s3: S3, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    proc = emo_checked("fuse", "--store", pushed, *s3.args, "--method", "early", "--split", "stratified",
+                       "--epochs", "3", "-o", str(run), "--json")
+    assert proc.returncode == 0, proc.stderr
+    local = tmp_path / "local"
+    assert emo_checked("fuse", "--store", str(team_store), "--method", "early", "--split", "stratified",
+                       "--epochs", "3", "-o", str(local), "--json").stdout == proc.stdout
+    for name in ("metrics.json", "config.json", "predictions.csv"):
+        text = (run / name).read_text()
+        assert KEY not in text and SECRET not in text, name
+    assert "secret=***" in json.loads((run / "metrics.json").read_text())["command"]
+
+
 def test_writer_commits_and_resumes_on_the_object_store(s3: S3) -> None:
     """StoreWriter on S3: the lease lock, chunk-aligned commits, checksums of rewritten chunks, trim on resume."""
     url = f"s3://{BUCKET}/direct/written.zarr"
