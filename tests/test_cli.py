@@ -13,6 +13,9 @@ from conftest import run_emo
 from emo.features_store import FeatureStore, parse_location
 from emo.features_store.lock import StoreLock
 
+#: All features (the default), with untrained visual weights (no ImageNet ResNet offline) and few frames.
+FAST = ("--visual-weights", "random", "--fps", "2")
+
 
 @pytest.fixture(scope="module")
 def mixed_dataset(tmp_path_factory: pytest.TempPathFactory, bad_media: dict[str, Path]) -> Path:
@@ -28,14 +31,14 @@ def mixed_dataset(tmp_path_factory: pytest.TempPathFactory, bad_media: dict[str,
 @pytest.fixture(scope="module")
 def mixed_store(tmp_path_factory: pytest.TempPathFactory, mixed_dataset: Path, scheduler: str):
     store = tmp_path_factory.mktemp("stores") / "mixed.zarr"
-    proc = run_emo("extract", str(mixed_dataset), "-o", str(store), "--scheduler", scheduler, "--json", "-q")
+    proc = run_emo("extract", str(mixed_dataset), "-o", str(store), "--scheduler", scheduler, *FAST, "--json", "-q")
     return store, proc
 
 
 def test_help_on_every_command() -> None:
     for args, needle in (
         (["--help"], "extract"),
-        (["extract", "--help"], "--scheduler"),
+        (["extract", "--help"], "--visual-weights"),
         (["store", "--help"], "info"),
         (["store", "info", "--help"], "--json"),
         (["demo", "--help"], "DIRECTORY"),
@@ -66,7 +69,12 @@ def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
     assert np.isnan(pooled[rows["corrupt"]]).all() and np.isfinite(pooled[rows["good"]]).all()
     assert np.isnan(store.read("audio/egemaps")[rows["notes"]]).all()
     assert len(store.sequences("audio/mel/values")[rows["empty"]]) == 0
-    assert set(clips["status_video"]) == {"skipped"}
+    video = {cid.split("/")[1]: s for cid, s in clips["status_video"].items()}
+    assert video["good"] == video["silent_video"] == "ok" and video["speech"] == "missing"  # a .wav: no video
+    assert {video[n] for n in ("corrupt", "notes", "truncated", "empty")} == {"failed"}
+    assert set(clips["status_text"]) == {"missing"}  # no transcripts in this folder dataset
+    assert len(store.sequences("video/face/values")[rows["good"]]) > 0
+    assert len(store.sequences("video/faces/probs")[rows["corrupt"]]) == 0
     # the summary counts reasons and names clips
     failures = report["failures"]
     assert failures["unreadable container"]["count"] == 3
@@ -76,30 +84,36 @@ def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
 
 def test_human_summary_and_strict(mixed_dataset: Path, mixed_store, scheduler: str) -> None:
     store_path, _ = mixed_store
-    proc = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler)
+    proc = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, *FAST)
     assert proc.returncode == 0
     assert "0 clips written, 8 already there" in proc.stdout
-    strict = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, "--strict", "-q")
+    strict = run_emo(
+        "extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, *FAST, "--strict", "-q"
+    )
     assert strict.returncode == 0  # nothing failed in this (empty) run
     fresh = store_path.parent / "strict.zarr"
-    strict = run_emo("extract", str(mixed_dataset), "-o", str(fresh), "--scheduler", scheduler, "--strict")
+    strict = run_emo(
+        "extract", str(mixed_dataset), "-o", str(fresh), "--scheduler", scheduler, "--features", "mfcc", "--strict"
+    )
     assert strict.returncode == 1
     assert "unreadable container" in strict.stdout and "problems by reason" in strict.stdout
 
 
 def test_resume_does_no_work_and_overwrite_starts_fresh(small_demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
-    first = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json")
+    first = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, *FAST, "--json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["n_written"] == 6
     assert "ravdess" in first.stderr  # auto-detection says what it picked
     chunk = next((store / "audio" / "mfcc" / "values").rglob("c/*"))
     stamp = chunk.stat().st_mtime_ns
-    again = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json")
+    again = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, *FAST, "--json")
     report = json.loads(again.stdout)
     assert (report["n_written"], report["n_already_done"]) == (0, 6)
     assert chunk.stat().st_mtime_ns == stamp
-    over = run_emo("extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, "--json", "--overwrite")
+    over = run_emo(
+        "extract", str(small_demo_dir), "-o", str(store), "--scheduler", scheduler, *FAST, "--json", "--overwrite"
+    )
     assert json.loads(over.stdout)["n_written"] == 6
     assert FeatureStore.open(store).n_clips == 6
 
@@ -171,7 +185,12 @@ def test_usage_errors(tmp_path: Path, small_demo_dir: Path) -> None:
     err = _usage("extract", str(small_demo_dir), "-o", out, "--features", "mfcc,mfc")
     assert "unknown feature token(s) 'mfc'; available:" in err and err.count("\n") == 1
     (tmp_path / "afile").write_text("x")
-    assert "cannot write a store" in _usage("extract", str(small_demo_dir), "-o", str(tmp_path / "afile" / "s.zarr"))
+    assert "cannot write a store" in _usage(
+        "extract", str(small_demo_dir), "-o", str(tmp_path / "afile" / "s.zarr"), "--features", "mfcc"
+    )
+    assert "unknown visual model 'vgg'" in _usage("extract", str(small_demo_dir), "-o", out, "--visual-model", "vgg")
+    assert "--fps must be positive" in _usage("extract", str(small_demo_dir), "-o", out, "--fps", "0")
+    assert "three numbers" in _usage("extract", str(small_demo_dir), "-o", out, "--face-thresholds", "0.6,x")
     assert "no feature store" in _usage("store", "info", str(tmp_path / "missing.zarr"))
     assert "No such option" in _usage("extract", str(small_demo_dir), "-o", out, "--frobnicate")
     assert "KEY=VALUE" in _usage("store", "info", out, "--storage-option", "secret")
@@ -195,20 +214,29 @@ def test_store_written_by_newer_emo(tmp_path: Path, small_demo_dir: Path, schedu
 def test_locked_store_is_refused(tmp_path: Path, small_demo_dir: Path) -> None:
     store = tmp_path / "s.zarr"
     with StoreLock(parse_location(str(store))):
-        proc = run_emo("extract", str(small_demo_dir), "-o", str(store))
+        proc = run_emo("extract", str(small_demo_dir), "-o", str(store), "--features", "mfcc")
     assert proc.returncode == 1
     assert "being written by another process" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_demo_dataset_end_to_end(demo_dir: Path, scheduler: str, tmp_path: Path) -> None:
     store = tmp_path / "demo.zarr"
-    proc = run_emo("extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler)
+    # what `make demo` runs: every modality, with the truly pretrained models that exist offline
+    proc = run_emo(
+        "extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler,
+        "--visual-model", "efficientnet-lite0", "--visual-weights", "imagenet", "--text-model", "all-MiniLM-L6-v2",
+        "--fps", "2",
+    )
     assert proc.returncode == 0, proc.stderr
+    assert "efficientnet-lite0 (ImageNet weights efficientnet-lite0-57934424.pth" in proc.stdout
+    assert "all-MiniLM-L6-v2 (package" in proc.stdout
     info = json.loads(run_emo("store", "info", str(store), "--json").stdout)
     assert info["n_clips"] == 24
     assert info["clips_by_label"] == {e: 4 for e in ("neutral", "happy", "sad", "angry", "fearful", "surprised")}
-    assert info["clips_by_status"]["audio"] == {"ok": 24}
+    assert info["clips_by_status"] == {m: {"ok": 24} for m in ("audio", "video", "text")}
     arrays = {a["path"]: a for a in info["arrays"]}
+    assert arrays["video/summary"]["shape"] == [24, 1280] and arrays["video/face/aligned"]["shape"] == [24, 32, 1280]
+    assert arrays["text/cls"]["shape"] == [24, 384] and arrays["video/faces/landmarks"]["shape"][1:] == [5, 2]
     assert arrays["audio/mfcc/pooled"]["shape"] == [24, 160]
     assert arrays["audio/mel/aligned"]["shape"] == [24, 32, 128]
     assert arrays["audio/egemaps"]["shape"] == [24, 88]

@@ -14,7 +14,7 @@ from emo.errors import StoreError
 from emo.features_store.checksums import record_checksums
 from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
-from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version
+from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version, members
 from emo.features_store.writer import _compressor
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def derived_paths(fs: FeatureStore) -> list[str]:
 def drop_derived(group: zarr.Group) -> list[str]:
     """Delete derived arrays (they no longer cover every clip once clips are added); returns what went."""
     dropped = []
-    for name, node in list(group.members(max_depth=None)):
+    for name, node in members(group):
         if isinstance(node, zarr.Array) and node.attrs.get(DERIVED_ATTR):
             top = name.split("_model/")[0] + ("_model" if "_model/" in name else "")
             if top in group:

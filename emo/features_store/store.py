@@ -42,6 +42,14 @@ def unsafe_codecs(arr: zarr.Array) -> list[str]:
     return [n for n in names(arr.metadata.to_dict().get("codecs")) if n not in SAFE_CODECS]
 
 
+def members(group: zarr.Group) -> list[tuple[str, Any]]:
+    """Every node below ``group`` (paths relative to it), without Zarr's warning about the writer's lock file."""
+    with warnings.catch_warnings():
+        # the writer's lock file sits at the root of a directory store; it is not a Zarr node
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized", category=UserWarning)
+        return list(group.members(max_depth=None))
+
+
 class StoreVersionError(UsageError):
     """The store was written by a newer emo with a format this version cannot read."""
 
@@ -104,11 +112,7 @@ class FeatureStore:
     def array_paths(self) -> list[str]:
         """Every array in the store (clip table included), sorted by path."""
         if self._arrays is None:
-            with warnings.catch_warnings():
-                # the writer's lock file sits at the root of a directory store; it is not a Zarr node
-                warnings.filterwarnings("ignore", message="Object at .* is not recognized", category=UserWarning)
-                members = self.group.members(max_depth=None)
-            self._arrays = {name: node for name, node in sorted(members) if isinstance(node, zarr.Array)}
+            self._arrays = {name: node for name, node in sorted(members(self.group)) if isinstance(node, zarr.Array)}
         return list(self._arrays)
 
     def feature_paths(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import platform
@@ -19,7 +20,8 @@ from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING,
 from emo.features_store.writer import ClipResult, StoreWriter
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
-from emo.pipeline.extractors import build_extractors
+from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers, resolve_device
+from emo.pipeline.extractors import build_extractors, pin_config
 from emo.pipeline.runner import ClusterOptions, dask_client, n_workers, run_batches
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ class ExtractionReport:
     failures: dict[str, list[str]] = field(default_factory=dict)  # reason category -> clip ids
     seconds: float = 0.0
     interrupted: bool = False
+    models: dict[str, str] = field(default_factory=dict)  # what computed the features (modality -> model)
+    device: str = ""  # where the model stages ran
+    workers: Counter[str] = field(default_factory=Counter)  # clips computed per Dask worker name
 
     n_with_features: int = 0  # written clips with at least one modality extracted
 
@@ -74,8 +79,10 @@ class ExtractionReport:
         """Clips with at least one failed, missing or face-less modality."""
         return len({clip for clips in self.failures.values() for clip in clips})
 
-    def add(self, result: ClipResult) -> None:
+    def add(self, result: ClipResult, worker: str = "") -> None:
         self.n_written += 1
+        if worker:
+            self.workers[worker] += 1
         statuses = [result.columns.get(f"status_{m}", "") for m in MODALITIES]
         for m, s in zip(MODALITIES, statuses, strict=True):
             self.status_counts[m][s] += 1
@@ -97,7 +104,41 @@ class ExtractionReport:
             "failures": {k: {"count": len(v), "clip_ids": v} for k, v in self.failures.items()},
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
+            "models": self.models,
+            "device": self.device,
+            "workers": dict(self.workers),
         }
+
+
+def models_used(config: ExtractionConfig) -> dict[str, str]:
+    """One line per model the configuration uses (what the run says it computed its features with)."""
+    from emo.pipeline.models import check_visual_weights
+    from emo.pipeline.text import resolve_text_model
+
+    out: dict[str, str] = {}
+    tokens = set(config.features)
+    if tokens & {"faces", "face", "summary"}:
+        detect = f"longer side {config.face_detect_size} px" if config.face_detect_size else "full resolution"
+        out["faces"] = (
+            f"MTCNN (facenet-pytorch) at {config.fps:g} fps, thresholds {list(config.face_thresholds)}, "
+            f"min face {config.face_min_size} px, detection at {detect}; aligned to {config.face_size}x"
+            f"{config.face_size}"
+        )
+    if tokens & {"face", "summary"}:
+        path = check_visual_weights(config.visual_model, config.visual_weights)
+        if path is None:
+            weights = "RANDOM weights (untrained, as asked)"
+        else:
+            kind = "ImageNet weights" if config.visual_weights == "imagenet" else "weights"
+            weights = f"{kind} {path.name}, sha256 {config.visual_weights_sha256}"
+        out["visual"] = f"{config.visual_model} ({weights})"
+    if "text" in tokens:
+        directory, source = resolve_text_model(config.text_model)
+        out["text"] = (
+            f"{config.text_model} ({source}: {directory}; weights sha256 {config.text_weights_sha256}; "
+            f"max {config.text_max_length} tokens)"
+        )
+    return out
 
 
 def default_batch_size(n_clips: int, workers: int) -> int:
@@ -119,25 +160,38 @@ def extract(
     progress: Callable[[int, int], None] | None = None,
     on_start: Callable[[DatasetScan, int, str | None], None] | None = None,
     flush_seconds: float = 30.0,
+    device: str = "auto",
 ) -> ExtractionReport:
     """Extract every clip of ``dataset_dir`` into the store at ``store``.
 
     Resumes a store written with the same configuration (clips already there are skipped); refuses one
     written with another unless ``overwrite``. ``progress(done, total)`` is called after each clip is
-    handed to the writer; ``on_start(scan, n_todo, dashboard_link)`` once the cluster is up.
+    handed to the writer; ``on_start(scan, n_todo, dashboard_link)`` once the cluster is up. ``device``
+    (cpu, cuda, auto) is where the model stages run (``devices.py``). Missing models stop the run before the
+    store is touched; the config records the sha256 of every model file (:func:`pin_config`).
     """
     config = config or ExtractionConfig()
     started = time.monotonic()
+    check_device(device)
+    build_extractors(config)  # unknown tokens are a usage error before anything else
+    scan = scan_dataset(dataset_dir, dataset)
+    config = pin_config(config)
     extractors = build_extractors(config)
     for ex in extractors:
         ex.preflight()
-    scan = scan_dataset(dataset_dir, dataset)
+    needs_models = any(ex.modality != "audio" for ex in extractors)
     label_index = {name: i for i, name in enumerate(scan.labels)}
     specs = [spec for ex in extractors for spec in ex.array_specs]
     location = parse_location(store, storage_options)
     report = ExtractionReport(
-        store=location.display, adapter=scan.adapter, n_clips=len(scan.records), skipped_files=scan.skipped
+        store=location.display,
+        adapter=scan.adapter,
+        n_clips=len(scan.records),
+        skipped_files=scan.skipped,
+        models=models_used(config),
     )
+    for modality, model in report.models.items():
+        log.info("%s: %s", modality, model)
 
     def committed(total: int, added: int) -> None:
         log.info("committed %d clips to %s (%d in the store)", added, location.display, total)
@@ -169,23 +223,32 @@ def extract(
         base = scan.root if scan.root.is_dir() else scan.root.parent
         sources = {r.clip_id: r.path for r in todo}
 
-        def on_result(result: ClipResult) -> None:
+        def on_result(result: ClipResult, worker: str) -> None:
             result.columns["label"] = label_index.get(result.columns["label_name"], -1)
             source = sources[result.clip_id]
             result.columns["source_path"] = (
                 source.relative_to(base).as_posix() if source.is_relative_to(base) else str(source)
             )
             writer.add(result)
-            report.add(result)
+            report.add(result, worker)
             if progress is not None:
                 progress(report.n_written, len(todo))
 
-        with dask_client(cluster or ClusterOptions()) as client:
-            size = batch_size or default_batch_size(len(todo), n_workers(client))
+        options = cluster or ClusterOptions()
+        if not options.scheduler and embedded_gpu_workers(device, needs_models):
+            options = dataclasses.replace(options, gpu_resource=True)
+        with dask_client(options) as client:
+            plan = resolve_device(client, device, needs_models)
+            report.device = plan.device if needs_models else ""
+            if needs_models:
+                log.info("model stages on %s (%s)", plan.device, plan.reason)
+            # with GPU routing only the GPU workers take the tasks: size batches for them
+            workers = len(gpu_workers(client)) if plan.gpu_resource else n_workers(client)
+            size = batch_size or default_batch_size(len(todo), workers)
             if on_start is not None:
                 on_start(scan, len(todo), client.dashboard_link)
             try:
-                run_batches(client, todo, config, size, on_result)
+                run_batches(client, todo, config, size, on_result, plan=plan)
             except KeyboardInterrupt:
                 report.interrupted = True
     report.seconds = time.monotonic() - started

@@ -31,6 +31,7 @@ __all__ = [
     "align_face",
     "align_faces",
     "alignment_matrix",
+    "detector_config",
 ]
 
 #: Longer side (pixels) frames are downscaled to before detection. From ``benchmarks/faces.py`` (one torch
@@ -118,6 +119,31 @@ def _package_version(dist: str) -> str | None:
         return None
 
 
+def detector_config(
+    min_face_size: int = 20,
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    factor: float = 0.709,
+    detect_size: int | None = DEFAULT_DETECT_SIZE,
+    refine: bool = True,
+) -> dict[str, Any]:
+    """What :meth:`FaceDetector.config` reports about the results of a detector with these parameters,
+    without building one (the driver describes the store's arrays before any worker loads MTCNN)."""
+    return {
+        "detector": "mtcnn",
+        "implementation": "facenet-pytorch",
+        "facenet_pytorch_version": _package_version("facenet-pytorch"),
+        "min_face_size": int(min_face_size),
+        "thresholds": [float(t) for t in thresholds],
+        "factor": float(factor),
+        "detect_size": None if detect_size is None else int(detect_size),
+        "downscale": "torch bilinear, antialias" if detect_size is not None else None,
+        "refine": "O-Net on full-resolution crops of downscaled detections" if refine else None,
+        "selection": "most confident face per frame",
+        "landmark_order": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"],
+        "coordinates": "full-resolution pixel-index (x, y)",
+    }
+
+
 def _check_frame(i: int, frame: Any) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         desc = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}".strip()
@@ -187,18 +213,7 @@ class FaceDetector:
     def config(self) -> dict[str, Any]:
         """Every parameter, JSON-able, for provenance (``batch_size`` and ``device`` leave results alone)."""
         return {
-            "detector": "mtcnn",
-            "implementation": "facenet-pytorch",
-            "facenet_pytorch_version": _package_version("facenet-pytorch"),
-            "min_face_size": self.min_face_size,
-            "thresholds": list(self.thresholds),
-            "factor": self.factor,
-            "detect_size": self.detect_size,
-            "downscale": "torch bilinear, antialias" if self.detect_size is not None else None,
-            "refine": "O-Net on full-resolution crops of downscaled detections" if self.refine else None,
-            "selection": "most confident face per frame",
-            "landmark_order": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"],
-            "coordinates": "full-resolution pixel-index (x, y)",
+            **detector_config(self.min_face_size, self.thresholds, self.factor, self.detect_size, self.refine),
             "batch_size": self.batch_size,
             "device": self.device,
         }

@@ -38,6 +38,7 @@ __all__ = [
     "get_backbone",
     "load_visual_model",
     "register_backbone",
+    "visual_provenance",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -373,23 +374,7 @@ class VisualModel:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of exactly what produces the embeddings (for the store's attributes)."""
-        return {
-            "model": self.name,
-            "description": self.backbone.description,
-            "dim": self.dim,
-            "layer": f"penultimate: global-average-pooled features ({self.backbone.head!r} removed)",
-            "weights": dict(self.weights_identity),
-            **self._weights_extra,
-            "preprocessing": {
-                "input": "RGB uint8 aligned face crops (or float 0-255)",
-                "input_size": self.input_size,
-                "resize": "bilinear, antialiased, to input_size x input_size when crops differ",
-                "scale": "x / 255",
-                "mean": list(self.mean),
-                "std": list(self.std),
-            },
-            "software": {dist: _version(dist) for dist in self.backbone.packages},
-        }
+        return _provenance(self.backbone, self.weights_identity, self._weights_extra)
 
     def _prepare(self, crops: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
@@ -420,6 +405,52 @@ class VisualModel:
         return out
 
 
+def _identify(
+    backbone: Backbone, weights: str | os.PathLike[str], path: Path | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(weights identity, extra provenance) of ``weights`` resolved to ``path`` (None for random)."""
+    extra: dict[str, Any] = {}
+    if path is None:
+        extra["random_init"] = f"architecture's default initialisation after torch.manual_seed({RANDOM_SEED})"
+        return {"source": "random", "file": None, "sha256": None}, extra
+    sha = file_sha256(path)
+    source = "imagenet" if weights == "imagenet" else "file"
+    if source == "imagenet":
+        src = backbone.imagenet()
+        prefix = _published_prefix(src.file)
+        matches = None if prefix is None else sha.startswith(prefix)
+        extra.update(weights_url=src.url, published_sha256_prefix=prefix, matches_published=matches)
+    return {"source": source, "file": path.name, "sha256": sha}, extra
+
+
+def _provenance(backbone: Backbone, identity: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": backbone.name,
+        "description": backbone.description,
+        "dim": backbone.dim,
+        "layer": f"penultimate: global-average-pooled features ({backbone.head!r} removed)",
+        "weights": dict(identity),
+        **extra,
+        "preprocessing": {
+            "input": "RGB uint8 aligned face crops (or float 0-255)",
+            "input_size": backbone.input_size,
+            "resize": "bilinear, antialiased, to input_size x input_size when crops differ",
+            "scale": "x / 255",
+            "mean": list(backbone.mean),
+            "std": list(backbone.std),
+        },
+        "software": {dist: _version(dist) for dist in backbone.packages},
+    }
+
+
+def visual_provenance(name: str, weights: str | os.PathLike[str] = "imagenet") -> dict[str, Any]:
+    """What :meth:`VisualModel.provenance` of ``load_visual_model(name, weights)`` says, without building the
+    model (the weights file is hashed, not loaded); raises like :func:`check_visual_weights`."""
+    backbone = get_backbone(name)
+    path = check_visual_weights(name, weights)
+    return _provenance(backbone, *_identify(backbone, weights, path))
+
+
 def _build_headless(backbone: Backbone) -> nn.Module:
     # Seeded and isolated from the caller's RNG: "random" weights are reproducible, nothing else is disturbed.
     with torch.random.fork_rng(devices=[]):
@@ -446,27 +477,16 @@ def load_visual_model(
     if batch_size < 1:
         raise UsageError(f"batch_size must be positive, got {batch_size}")
     module = _build_headless(backbone)
-    extra: dict[str, Any] = {}
-    if path is None:
-        identity: dict[str, Any] = {"source": "random", "file": None, "sha256": None}
-        extra["random_init"] = f"architecture's default initialisation after torch.manual_seed({RANDOM_SEED})"
-    else:
-        sha = file_sha256(path)
-        source = "imagenet" if weights == "imagenet" else "file"
-        identity = {"source": source, "file": path.name, "sha256": sha}
-        if source == "imagenet":
-            src = backbone.imagenet()
-            prefix = _published_prefix(src.file)
-            matches = None if prefix is None else sha.startswith(prefix)
-            extra.update(weights_url=src.url, published_sha256_prefix=prefix, matches_published=matches)
-            if matches is False:
-                warnings.warn(
-                    f"{path} is used as {name}'s ImageNet weights but its sha256 {sha[:12]}... does not "
-                    "start "
-                    f"with the published prefix {prefix}; the store records its actual sha256",
-                    UserWarning,
-                    stacklevel=2,
-                )
+    identity, extra = _identify(backbone, weights, path)
+    if extra.get("matches_published") is False:
+        warnings.warn(
+            f"{path} is used as {name}'s ImageNet weights but its sha256 {identity['sha256'][:12]}... does not "
+            f"start with the published prefix {extra['published_sha256_prefix']}; the store records its actual "
+            "sha256",
+            UserWarning,
+            stacklevel=2,
+        )
+    if path is not None:
         _load_backbone_state(module, _read_state_dict(path), backbone, path)
     module.eval().to(device)
     return VisualModel(backbone, module, identity, extra, device=str(device), batch_size=int(batch_size))

@@ -1,7 +1,9 @@
 """Processing clips on a worker: decode, clean up, run every extractor, record per-modality statuses.
 
-A clip never raises out of here: whatever goes wrong is written into its statuses and ``error`` column,
-and its feature rows are left empty (NaN, zero frames, mask False).
+A task's clips are processed together so that extractors with models can batch across clips (the video
+pass, the text encoder); audio is decoded and processed one clip at a time, so a task never holds the audio
+of all its clips. A clip never raises out of here: whatever goes wrong is written into its statuses and
+``error`` column, and its feature rows are left empty (NaN, zero frames, mask False).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from emo.features_store.schema import (
     MODALITIES,
     STATUS_FAILED,
     STATUS_MISSING,
+    STATUS_NO_FACE,
     STATUS_OK,
     STATUS_SKIPPED,
     empty_row,
@@ -25,9 +28,14 @@ from emo.pipeline.audio import preprocess
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.decode import MediaError, MissingStream, decode_audio, probe, sha256_file
-from emo.pipeline.extractors import Clip, Extractor
+from emo.pipeline.extractors import Clip, Extractor, Unavailable
 
 log = logging.getLogger(__name__)
+
+#: When extractors of one modality disagree, the clip's status is the most severe.
+_SEVERITY = {STATUS_SKIPPED: 0, STATUS_OK: 1, STATUS_NO_FACE: 2, STATUS_MISSING: 3, STATUS_FAILED: 4}
+#: Modalities that come from the media file (text comes from the dataset's transcript).
+_MEDIA = ("audio", "video")
 
 
 def _columns(record: ClipRecord) -> dict[str, object]:
@@ -55,31 +63,92 @@ class _Outcome:
                 self.arrays |= empty_row(spec)
 
     def fail(self, modality: str, status: str, reason: str) -> None:
-        self.status[modality] = status
-        self.reasons.append(reason)
+        if _SEVERITY[status] >= _SEVERITY[self.status[modality]]:
+            self.status[modality] = status
+        if reason:
+            self.reasons.append(reason)
+
+    def take(self, modality: str, token: str, result: dict[str, np.ndarray] | BaseException) -> None:
+        """Record one extractor's result for this clip."""
+        if isinstance(result, Unavailable):
+            self.fail(modality, result.status, result.reason)
+            self.arrays |= result.arrays
+        elif isinstance(result, BaseException):
+            self.fail(modality, STATUS_FAILED, f"{token} failed: {type(result).__name__}: {result}")
+        else:
+            self.fail(modality, STATUS_OK, "")
+            self.arrays |= result
 
 
-def process_clip(record: ClipRecord, extractors: Sequence[Extractor], config: ExtractionConfig) -> ClipResult:
-    """Extract every requested feature of one clip (see module docstring for failure handling)."""
-    columns = _columns(record)
-    outcome = _Outcome(extractors)
+class _Job:
+    """One clip of the task on its way through the stages."""
+
+    def __init__(self, record: ClipRecord, extractors: Sequence[Extractor], config: ExtractionConfig) -> None:
+        self.record = record
+        self.columns = _columns(record)
+        self.outcome = _Outcome(extractors)
+        self.clip = Clip(record=record, audio=None, sample_rate=config.sample_rate)
+        self.readable = False
+
+    def probe(self, modalities: Sequence[str]) -> None:
+        try:
+            self.columns["source_sha256"] = sha256_file(self.record.path)
+            self.columns["duration_s"] = probe(self.record.path).duration_s
+        except (MediaError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, MediaError) else f"unreadable file: {exc.strerror or exc}"
+            for modality in modalities:
+                self.outcome.fail(modality, STATUS_FAILED, reason)
+        else:
+            self.readable = True
+
+    def result(self) -> ClipResult:
+        self.columns.update({f"status_{m}": s for m, s in self.outcome.status.items()})
+        self.columns["error"] = "; ".join(dict.fromkeys(self.outcome.reasons))
+        return ClipResult(columns=self.columns, arrays=self.outcome.arrays)
+
+
+def _run(modality: str, jobs: Sequence[_Job], extractors: Sequence[Extractor]) -> None:
+    """Run a modality's extractors on the clips of ``jobs`` (each extractor sees them all at once)."""
+    if not jobs:
+        return
+    clips = [job.clip for job in jobs]
+    for ex in extractors:
+        try:
+            results = ex.extract_batch(clips)
+        except Exception as exc:  # noqa: BLE001 - an extractor failing as a whole fails its clips, not the task
+            log.debug("%s failed on a batch of %d clips", ex.token, len(clips), exc_info=True)
+            results = [exc] * len(clips)
+        for job, result in zip(jobs, results, strict=True):
+            job.outcome.take(modality, ex.token, result)
+
+
+def process_clips(
+    records: Sequence[ClipRecord], extractors: Sequence[Extractor], config: ExtractionConfig
+) -> list[ClipResult]:
+    """Extract every requested feature of the clips of one task (see module docstring for failures)."""
+    jobs = [_Job(record, extractors, config) for record in records]
     by_modality: dict[str, list[Extractor]] = {}
     for ex in extractors:
         by_modality.setdefault(ex.modality, []).append(ex)
-    try:
-        columns["source_sha256"] = sha256_file(record.path)
-        columns["duration_s"] = probe(record.path).duration_s
-    except (MediaError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, MediaError) else f"unreadable file: {exc.strerror or exc}"
-        for modality in by_modality:
-            outcome.status[modality] = STATUS_FAILED
-        outcome.reasons.append(reason)
-    else:
-        if "audio" in by_modality:
-            _audio(record, by_modality["audio"], config, outcome)
-    columns.update({f"status_{m}": s for m, s in outcome.status.items()})
-    columns["error"] = "; ".join(dict.fromkeys(outcome.reasons))
-    return ClipResult(columns=columns, arrays=outcome.arrays)
+    for job in jobs:
+        job.probe([m for m in _MEDIA if m in by_modality])
+    readable = [job for job in jobs if job.readable]
+    if "audio" in by_modality:
+        for job in readable:
+            if _decode_audio(job, config):
+                _run("audio", [job], by_modality["audio"])
+                job.clip.audio = None  # free it before the next clip
+                job.clip.cache.clear()
+    if "video" in by_modality:
+        _run("video", readable, by_modality["video"])
+    if "text" in by_modality:
+        _run("text", jobs, by_modality["text"])
+    return [job.result() for job in jobs]
+
+
+def process_clip(record: ClipRecord, extractors: Sequence[Extractor], config: ExtractionConfig) -> ClipResult:
+    """Extract every requested feature of one clip."""
+    return process_clips([record], extractors, config)[0]
 
 
 def failure_result(record: ClipRecord, extractors: Sequence[Extractor], reason: str) -> ClipResult:
@@ -93,19 +162,15 @@ def failure_result(record: ClipRecord, extractors: Sequence[Extractor], reason: 
     return ClipResult(columns=columns, arrays=outcome.arrays)
 
 
-def _audio(record: ClipRecord, extractors: list[Extractor], config: ExtractionConfig, outcome: _Outcome) -> None:
+def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
+    """Decode and clean up the clip's audio into ``job.clip``; False (status recorded) if there is none."""
     try:
-        samples = decode_audio(record.path, config.sample_rate)
+        samples = decode_audio(job.record.path, config.sample_rate)
     except MissingStream as exc:
-        return outcome.fail("audio", STATUS_MISSING, exc.reason)
+        job.outcome.fail("audio", STATUS_MISSING, exc.reason)
+        return False
     except MediaError as exc:
-        return outcome.fail("audio", STATUS_FAILED, exc.reason)
-    samples = preprocess(samples, config.denoise, config.normalize, config.n_fft)
-    clip = Clip(record=record, audio=samples, sample_rate=config.sample_rate)
-    outcome.status["audio"] = STATUS_OK
-    for ex in extractors:
-        try:
-            outcome.arrays |= ex.extract(clip)
-        except Exception as exc:  # noqa: BLE001 - one extractor's failure must not lose the clip
-            log.debug("%s failed on %s", ex.token, record.clip_id, exc_info=True)
-            outcome.fail("audio", STATUS_FAILED, f"{ex.token} failed: {type(exc).__name__}: {exc}")
+        job.outcome.fail("audio", STATUS_FAILED, exc.reason)
+        return False
+    job.clip.audio = preprocess(samples, config.denoise, config.normalize, config.n_fft)
+    return True

@@ -1,5 +1,9 @@
 """Running extraction on Dask: an embedded LocalCluster or an existing scheduler, batches of clips per task,
-extractors built once per worker, results handed back to the single writer in dataset order."""
+extractors built once per worker, results handed back to the single writer in dataset order.
+
+Tasks of configurations with models ask for a ``GPU`` resource when the run uses CUDA (see ``devices.py``);
+the worker plugin then loads the models on GPU workers only.
+"""
 
 from __future__ import annotations
 
@@ -12,27 +16,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.scheduler import KilledWorker
 
 from emo.errors import UsageError
 from emo.features_store.writer import ClipResult
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
+from emo.pipeline.devices import GPU_RESOURCE, DevicePlan
 from emo.pipeline.extractors import Extractor, build_extractors
-from emo.pipeline.process import failure_result, process_clip
+from emo.pipeline.process import failure_result, process_clips
 
 log = logging.getLogger(__name__)
 
-# Per-process cache of set-up extractors, keyed by config hash: a worker builds and warms them up once.
-_EXTRACTORS: dict[str, list[Extractor]] = {}
+# Per-process cache of set-up extractors, keyed by config hash and device: a worker builds and warms them up
+# once (their models are shared between configurations, see ``worker_resource``).
+_EXTRACTORS: dict[tuple[str, str], list[Extractor]] = {}
 
 
-def worker_extractors(config: ExtractionConfig) -> list[Extractor]:
-    """This process's extractors for ``config``, built and warmed up on first use."""
-    key = config.hash()
+def worker_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Extractor]:
+    """This process's extractors for ``config`` on ``device``, built and warmed up on first use."""
+    key = (config.hash(), device)
     if key not in _EXTRACTORS:
-        extractors = build_extractors(config)
+        extractors = build_extractors(config, device)
         for ex in extractors:
             ex.setup()
         _EXTRACTORS[key] = extractors
@@ -40,20 +46,32 @@ def worker_extractors(config: ExtractionConfig) -> list[Extractor]:
 
 
 class ExtractorSetup(WorkerPlugin):
-    """Dask worker plugin: loads and warms up the extractors when a worker starts (or joins later)."""
+    """Dask worker plugin: loads and warms up the extractors when a worker starts (or joins later); when the
+    run's tasks need a GPU, only on workers advertising one (the others never receive them)."""
 
-    def __init__(self, config: ExtractionConfig) -> None:
+    def __init__(self, config: ExtractionConfig, plan: DevicePlan) -> None:
         self.config = config
-        self.name = f"emo-extractors-{config.hash()}"
+        self.plan = plan
+        self.name = f"emo-extractors-{config.hash()}-{plan.device}-{'gpu' if plan.gpu_resource else 'any'}"
 
     def setup(self, worker: Any) -> None:
-        worker_extractors(self.config)
+        if self.plan.gpu_resource and not worker.state.total_resources.get(GPU_RESOURCE):
+            return
+        worker_extractors(self.config, self.plan.device)
 
 
-def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig) -> list[ClipResult]:
+@dataclass
+class TaskResult:
+    """What one task sends back: the clips' results and the name of the worker that computed them."""
+
+    worker: str
+    results: list[ClipResult]
+
+
+def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig, device: str = "cpu") -> TaskResult:
     """Dask task: process a batch of clips with this worker's extractors."""
-    extractors = worker_extractors(config)
-    return [process_clip(r, extractors, config) for r in records]
+    extractors = worker_extractors(config, device)
+    return TaskResult(worker=str(get_worker().name), results=process_clips(records, extractors, config))
 
 
 def default_workers() -> int:
@@ -66,11 +84,14 @@ def default_workers() -> int:
 
 @dataclass
 class ClusterOptions:
-    """How to get workers: an existing scheduler address, or an embedded LocalCluster of ``workers``."""
+    """How to get workers: an existing scheduler address, or an embedded LocalCluster of ``workers``, which
+    advertise a ``GPU`` resource each with ``gpu_resource`` (set by ``extract`` for a CUDA run; dask-cuda's
+    LocalCUDACluster, one worker pinned per GPU, is not a dependency: these workers share the visible GPUs)."""
 
     scheduler: str | None = None
     workers: int | None = None
     dashboard_address: str | None = ":8787"
+    gpu_resource: bool = False
 
 
 @contextmanager
@@ -98,6 +119,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
             processes=True,
             dashboard_address=options.dashboard_address,
             silence_logs=logging.ERROR,
+            resources={GPU_RESOURCE: 1} if options.gpu_resource else None,
         )
     client = Client(cluster)
     try:
@@ -116,21 +138,23 @@ def run_batches(
     records: Sequence[ClipRecord],
     config: ExtractionConfig,
     batch_size: int,
-    on_result: Callable[[ClipResult], None],
+    on_result: Callable[[ClipResult, str], None],
     window: int | None = None,
+    plan: DevicePlan | None = None,
 ) -> None:
-    """Process ``records`` in batches on the cluster, calling ``on_result`` in dataset order.
+    """Process ``records`` in batches on the cluster, calling ``on_result(result, worker_name)`` in dataset order.
 
     At most ``window`` batches are in flight or waiting to be handed over, which bounds the driver's memory
     however large the dataset is. A batch whose task fails (a worker died on it more often than Dask allows,
     or the task raised) is split into one task per clip; a clip that still fails alone is returned as failed
     with the reason, so one poison clip cannot sink the run.
     """
-    client.register_plugin(ExtractorSetup(config))
+    plan = plan or DevicePlan()
+    client.register_plugin(ExtractorSetup(config, plan))
     extractors = build_extractors(config)
     batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
     window = window or max(4, 2 * n_workers(client))
-    parts: dict[int, dict[int, list[ClipResult] | None]] = {}
+    parts: dict[int, dict[int, list[tuple[ClipResult, str]] | None]] = {}
     futures: dict[Any, tuple[int, int, list[ClipRecord]]] = {}
     next_submit = next_deliver = 0
     done = as_completed()
@@ -140,9 +164,11 @@ def run_batches(
             extract_batch,
             recs,
             config,
+            plan.device,
             pure=False,
             retries=1,
             key=f"emo-extract-{index}-{start}-{uuid.uuid4().hex[:8]}",
+            resources=plan.resources,
         )
         futures[fut] = (index, start, recs)
         parts.setdefault(index, {})[start] = None
@@ -159,7 +185,8 @@ def run_batches(
         for fut in done:
             index, start, recs = futures.pop(fut)
             try:
-                parts[index][start] = fut.result()
+                task = fut.result()
+                parts[index][start] = [(result, task.worker) for result in task.results]
             except Exception as exc:  # noqa: BLE001 - KilledWorker or a task error: isolate the clip
                 del parts[index][start]
                 if len(recs) > 1:
@@ -168,12 +195,12 @@ def run_batches(
                         submit(index, start + j, [rec])
                 else:
                     log.warning("clip %s failed on the cluster: %s", recs[0].clip_id, exc)
-                    parts[index][start] = [failure_result(recs[0], extractors, _task_failure(exc))]
+                    parts[index][start] = [(failure_result(recs[0], extractors, _task_failure(exc)), "")]
             fut.release()
             while next_deliver in parts and all(v is not None for v in parts[next_deliver].values()):
                 for _start, results in sorted(parts.pop(next_deliver).items()):
-                    for result in results:
-                        on_result(result)
+                    for result, worker in results:
+                        on_result(result, worker)
                 next_deliver += 1
             fill_window()
     finally:

@@ -22,6 +22,10 @@ def print_summary(report: ExtractionReport, console: Console | None = None) -> N
     if report.interrupted:
         head += " - INTERRUPTED: run the same command again to resume"
     console.print(head, highlight=False)
+    for modality, model in report.models.items():
+        console.print(f"  {modality}: {model}", highlight=False)
+    if report.device:
+        console.print(f"  models ran on: {report.device}", highlight=False)
     if report.n_written:
         statuses = Table(title="clip status by modality", title_justify="left")
         statuses.add_column("modality")

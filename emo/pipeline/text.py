@@ -8,6 +8,7 @@ installed, to the copy of that model bundled in it: the offline default for the 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -21,7 +22,16 @@ import torch
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.models import file_sha256
 
-__all__ = ["BUNDLED_MINILM_NAMES", "TextEmbedding", "TextEncoder", "check_text_model", "resolve_text_model"]
+__all__ = [
+    "BUNDLED_MINILM_NAMES",
+    "TextEmbedding",
+    "TextEncoder",
+    "check_text_model",
+    "describe_text_model",
+    "resolve_text_model",
+    "weights_identity",
+    "weights_sha256",
+]
 
 BUNDLED_MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -141,6 +151,77 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def weights_identity(model_dir: Path) -> dict[str, Any]:
+    """File name(s) and sha256 of a model directory's weights."""
+    files = _weight_files(model_dir)
+    if len(files) == 1:
+        return {"file": files[0].name, "sha256": file_sha256(files[0])}
+    return {"file": [f.name for f in files], "sha256": [file_sha256(f) for f in files]}
+
+
+def weights_sha256(model: str | os.PathLike[str]) -> str:
+    """One sha256 identifying the weights of a model (that of its file, or of its shards' sha256s in order);
+    :class:`MissingModelError` if the model is not on this machine."""
+    identity = weights_identity(resolve_text_model(model)[0])
+    if isinstance(identity["sha256"], str):
+        return identity["sha256"]
+    return hashlib.sha256("\n".join(identity["sha256"]).encode()).hexdigest()
+
+
+def _describe(
+    model_name: str,
+    model_dir: Path,
+    source: str,
+    config: Any,
+    architecture: str,
+    tokenizer: Any,
+    max_length: int,
+    weights: dict[str, Any],
+) -> dict[str, Any]:
+    raw = json.loads((model_dir / "config.json").read_text())
+    return {
+        "model": model_name,
+        "model_dir": str(model_dir),
+        "source": source,
+        "config_name_or_path": raw.get("_name_or_path"),
+        "model_type": config.model_type,
+        "architecture": architecture,
+        "hidden_size": int(config.hidden_size),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "tokenizer": type(tokenizer).__name__,
+        "vocab_size": getattr(tokenizer, "vocab_size", None),
+        "max_length": max_length,
+        "truncation": True,
+        "outputs": {
+            "cls": "last hidden state of the first token ([CLS])",
+            "mean": "attention-masked mean of the last hidden state, [CLS]/[SEP] included",
+            "tokens": "last hidden states of the real tokens, [CLS]/[SEP] included, padding excluded",
+        },
+        "weights": weights,
+        "software": {"transformers": _version("transformers"), "torch": _version("torch")},
+    }
+
+
+def describe_text_model(model: str | os.PathLike[str], max_length: int = 128) -> dict[str, Any]:
+    """What :meth:`TextEncoder.provenance` says for ``TextEncoder(model, max_length=max_length)``, without
+    loading the weights (the config and tokenizer are read, the weights hashed): the driver describes the
+    store's arrays before any worker loads the model. Raises like :func:`check_text_model`."""
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    model_dir, source = resolve_text_model(model)
+    try:
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except OSError as e:
+        raise MissingModelError(f"cannot load text model from {model_dir}: {e}") from e
+    # AutoModel's class for this config, by name: importing the class itself would import its modelling code
+    architecture = MODEL_MAPPING_NAMES.get(config.model_type) or (config.architectures or ["unknown"])[0]
+    return _describe(
+        str(model), model_dir, source, config, architecture, tokenizer, max_length, weights_identity(model_dir)
+    )
+
+
 class TextEncoder:
     """A transformers encoder (AutoTokenizer + AutoModel, offline) producing :class:`TextEmbedding` per text.
 
@@ -186,41 +267,21 @@ class TextEncoder:
     def weights_identity(self) -> dict[str, Any]:
         """File name(s) and sha256 of the weights (hashed once, then cached)."""
         if self._weights_identity is None:
-            files = _weight_files(self.model_dir)
-            if len(files) == 1:
-                self._weights_identity = {"file": files[0].name, "sha256": file_sha256(files[0])}
-            else:
-                self._weights_identity = {
-                    "file": [f.name for f in files],
-                    "sha256": [file_sha256(f) for f in files],
-                }
+            self._weights_identity = weights_identity(self.model_dir)
         return self._weights_identity
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of the model, tokenizer, pooling and weights (for the store's attributes)."""
-        config_file = self.model_dir / "config.json"
-        raw = json.loads(config_file.read_text())
-        return {
-            "model": self.model_name,
-            "model_dir": str(self.model_dir),
-            "source": self.source,
-            "config_name_or_path": raw.get("_name_or_path"),
-            "model_type": self.model.config.model_type,
-            "architecture": type(self.model).__name__,
-            "hidden_size": self.dim,
-            "num_hidden_layers": getattr(self.model.config, "num_hidden_layers", None),
-            "tokenizer": type(self.tokenizer).__name__,
-            "vocab_size": getattr(self.tokenizer, "vocab_size", None),
-            "max_length": self.max_length,
-            "truncation": True,
-            "outputs": {
-                "cls": "last hidden state of the first token ([CLS])",
-                "mean": "attention-masked mean of the last hidden state, [CLS]/[SEP] included",
-                "tokens": "last hidden states of the real tokens, [CLS]/[SEP] included, padding excluded",
-            },
-            "weights": self.weights_identity(),
-            "software": {"transformers": _version("transformers"), "torch": _version("torch")},
-        }
+        return _describe(
+            self.model_name,
+            self.model_dir,
+            self.source,
+            self.model.config,
+            type(self.model).__name__,
+            self.tokenizer,
+            self.max_length,
+            self.weights_identity(),
+        )
 
     def encode(self, texts: list[str]) -> list[TextEmbedding]:
         """Embed each text; empty or whitespace-only texts are refused (ValueError naming their indices), the

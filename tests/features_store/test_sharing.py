@@ -466,7 +466,7 @@ def test_merge_refusals_name_what_differs(tmp_path: Path) -> None:
 
 
 # -- zips -------------------------------------------------------------------------------------------------------
-def test_pack_then_open_the_zip_directly(team_store: Path, s3: S3, tmp_path: Path) -> None:
+def test_pack_then_open_the_zip_directly(team_store: Path, s3: S3, tmp_path: Path, small_demo_dir: Path) -> None:
     packed = tmp_path / "ravdess.zip"
     proc = emo("store", "pack", str(team_store), str(packed))
     assert proc.returncode == 0, proc.stderr
@@ -487,7 +487,8 @@ def test_pack_then_open_the_zip_directly(team_store: Path, s3: S3, tmp_path: Pat
     as_url = f"file://{tmp_path}/by-url.zip"  # file:// URLs are local paths too
     assert emo("store", "pack", f"file://{team_store}", as_url).returncode == 0
     assert emo("store", "verify", as_url, "--deep").returncode == 0
-    assert emo("extract", str(tmp_path), "-o", str(packed)).returncode == 2  # zips are read-only
+    readonly = emo("extract", str(small_demo_dir), "-o", str(packed), "--features", "mfcc")
+    assert readonly.returncode == 2 and "read-only" in readonly.stderr
 
     url = f"s3://{BUCKET}/team/ravdess.zip"
     assert emo_checked("store", "pack", str(team_store), url, *s3.args).returncode == 0

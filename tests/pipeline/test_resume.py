@@ -16,6 +16,9 @@ from conftest import emo_cmd, read_rows, run_emo
 
 from emo.features_store import FeatureStore
 
+#: Every modality (the default features), untrained visual weights (no ImageNet ResNet offline), few frames.
+FAST = ("--visual-weights", "random", "--fps", "2")
+
 
 def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: str) -> None:
     store = tmp_path / "s.zarr"
@@ -24,7 +27,8 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
         # the default embedded LocalCluster, small batches and chunks so that commits happen during the run
         driver = subprocess.Popen(
             emo_cmd(
-                "extract", str(demo_dir), "-o", str(store), "--workers", "2", "--batch-size", "1", "--chunk-clips", "2"
+                "extract", str(demo_dir), "-o", str(store), "--workers", "2", "--batch-size", "1", "--chunk-clips", "2",
+                *FAST,
             ),
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -52,7 +56,7 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
     n = fs.n_clips
     assert reported[-1] <= n < 24, "the kill must land in the middle of the run"
     clips = fs.clips()
-    assert clips["clip_id"].is_unique and set(clips["status_audio"]) == {"ok"}
+    assert clips["clip_id"].is_unique and set(clips["status_audio"]) == {"ok"} and set(clips["status_video"]) == {"ok"}
     before = {name: fs.read(f"audio/mfcc/{name}") for name in ("pooled", "aligned", "mask")}
     values = fs.sequences("audio/mfcc/values")
     for i, seq in enumerate(values):  # every committed row is complete and self-consistent
@@ -60,7 +64,7 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
         np.testing.assert_allclose(before["pooled"][i, :80], seq.mean(0), rtol=1e-4, atol=1e-4)
     assert before["mask"].all()
 
-    proc = run_emo("extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler, "--json", "-q")
+    proc = run_emo("extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler, *FAST, "--json", "-q")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert (report["n_already_done"], report["n_written"]) == (n, 24 - n)
@@ -71,3 +75,6 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
     for name, old in before.items():
         np.testing.assert_array_equal(fs.read(f"audio/mfcc/{name}")[:n], old)
     assert fs.offsets("audio/mfcc")[-1] == len(fs.read("audio/mfcc/values"))
+    for path in ("video/faces/probs", "video/face/values", "text/tokens/values"):  # ragged rows line up too
+        assert fs.offsets(path.rsplit("/", 1)[0])[-1] == len(fs.read(path)) > 0
+    assert np.isfinite(fs.read("video/summary")).all() and np.isfinite(fs.read("text/cls")).all()

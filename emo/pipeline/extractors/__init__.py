@@ -1,6 +1,24 @@
-"""Feature extractors, one module per token, registered by importing them here."""
+"""Feature extractors, one module per token (the video tokens share one), registered by importing them here."""
 
-from emo.pipeline.extractors import egemaps, mel, mfcc  # noqa: F401  (registration)
-from emo.pipeline.extractors.base import EXTRACTORS, Clip, Extractor, build_extractors, register
+from emo.pipeline.extractors import egemaps, faces, mel, mfcc, text  # noqa: F401  (registration)
+from emo.pipeline.extractors.base import (
+    EXTRACTORS,
+    Clip,
+    Extractor,
+    Unavailable,
+    build_extractors,
+    pin_config,
+    register,
+    worker_resource,
+)
 
-__all__ = ["EXTRACTORS", "Clip", "Extractor", "build_extractors", "register"]
+__all__ = [
+    "EXTRACTORS",
+    "Clip",
+    "Extractor",
+    "Unavailable",
+    "build_extractors",
+    "pin_config",
+    "register",
+    "worker_resource",
+]

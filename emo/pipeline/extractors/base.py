@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -14,6 +16,8 @@ from emo.errors import UsageError
 from emo.features_store.schema import FeatureSpec
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,14 +36,34 @@ class Clip:
         return self.cache[key]
 
 
+class Unavailable(Exception):  # noqa: N818 - a clip state, not a program error
+    """Raised for a clip whose input for this modality does not exist or cannot be used.
+
+    ``status`` becomes the clip's ``status_<modality>`` (``missing``, ``no_face`` or ``failed``) and a
+    non-empty ``reason`` ("category: detail") goes to its ``error`` column; an absence that is in the nature
+    of the input (a .wav has no video, a clip has no transcript) has no reason and is not a problem. The
+    ``arrays`` given are written instead of empty rows (e.g. the per-frame NaN rows of a clip with no face).
+    """
+
+    def __init__(self, status: str, reason: str = "", arrays: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__(reason or status)
+        self.status = status
+        self.reason = reason
+        self.arrays = arrays or {}
+
+
 class Extractor(ABC):
-    """Computes one feature token for a clip. Built once per worker; :meth:`setup` loads and warms up."""
+    """Computes one feature token for a clip. Built once per worker; :meth:`setup` loads and warms up.
+
+    ``device`` is where its models run ("cpu", "cuda"); it is a runtime choice, not part of the config.
+    """
 
     token: ClassVar[str]
     modality: ClassVar[str]
 
-    def __init__(self, config: ExtractionConfig) -> None:
+    def __init__(self, config: ExtractionConfig, device: str = "cpu") -> None:
         self.config = config
+        self.device = device
 
     @abstractmethod
     def specs(self) -> list[FeatureSpec]:
@@ -50,6 +74,13 @@ class Extractor(ABC):
         """:meth:`specs`, computed once."""
         return self.specs()
 
+    @classmethod
+    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
+        """Config fields identifying the model files this extractor reads (e.g. a weights sha256), computed on
+        the driver before any work so that the config hash changes when a file does. Raises
+        :class:`~emo.errors.MissingModelError` naming the file when one is missing."""
+        return {}
+
     def preflight(self) -> None:  # noqa: B027 - optional hook
         """Check on the driver, before any work starts, that everything needed exists (e.g. weights)."""
 
@@ -58,7 +89,19 @@ class Extractor(ABC):
 
     @abstractmethod
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:
-        """All arrays of this clip, by store path. Raise to mark the clip's modality as failed."""
+        """All arrays of this clip, by store path. Raise :class:`Unavailable` for a clip without usable input
+        of this modality, anything else to mark the clip's modality as failed."""
+
+    def extract_batch(self, clips: Sequence[Clip]) -> list[dict[str, np.ndarray] | BaseException]:
+        """:meth:`extract` for the clips of one task, each clip's exception in its place. Extractors with
+        models override this to put several clips through the model together."""
+        out: list[dict[str, np.ndarray] | BaseException] = []
+        for clip in clips:
+            try:
+                out.append(self.extract(clip))
+            except Exception as exc:  # noqa: BLE001 - one clip's failure is that clip's result
+                out.append(exc)
+        return out
 
 
 EXTRACTORS: dict[str, type[Extractor]] = {}
@@ -70,11 +113,49 @@ def register(cls: type[Extractor]) -> type[Extractor]:
     return cls
 
 
-def build_extractors(config: ExtractionConfig) -> list[Extractor]:
-    """The extractors of a configuration, in token order, after checking every token exists."""
+def _classes(config: ExtractionConfig) -> list[type[Extractor]]:
     unknown = [t for t in config.features if t not in EXTRACTORS]
     if unknown:
         raise UsageError(
             f"unknown feature token(s) {', '.join(map(repr, unknown))}; available: {', '.join(EXTRACTORS)}"
         )
-    return [EXTRACTORS[t](config) for t in dict.fromkeys(config.features)]
+    return [EXTRACTORS[t] for t in dict.fromkeys(config.features)]
+
+
+def build_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Extractor]:
+    """The extractors of a configuration, in token order, after checking every token exists."""
+    return [cls(config, device) for cls in _classes(config)]
+
+
+def pin_config(config: ExtractionConfig) -> ExtractionConfig:
+    """``config`` with the identity (sha256) of every model file its extractors read filled in; a value
+    already recorded must match the file (a store resumed or a model reused after its weights changed is
+    refused rather than silently mixing features). Missing models raise here, before any work."""
+    updates: dict[str, Any] = {}
+    for cls in _classes(config):
+        for key, value in cls.pin(config).items():
+            recorded = getattr(config, key)
+            if recorded is not None and recorded != value:
+                raise UsageError(
+                    f"{key}: the extraction config records {recorded}, but the file now has {value}; the model "
+                    "changed since those features were extracted (extract into another store, or --overwrite)"
+                )
+            updates[key] = value
+    return dataclasses.replace(config, **updates) if updates else config
+
+
+# Models shared by every extractor and configuration of a worker process: each model is loaded once.
+_RESOURCES: dict[Hashable, Any] = {}
+_RESOURCES_LOCK = threading.Lock()
+
+
+def worker_resource(key: Hashable, build: Callable[[], T]) -> T:
+    """This process's instance of a model identified by ``key`` (name, weights, device...), built on first use.
+
+    Built under a lock, so the threads of a multi-threaded worker load it once; inference with the shared
+    instance needs no lock (evaluation mode, no state changes).
+    """
+    with _RESOURCES_LOCK:
+        if key not in _RESOURCES:
+            _RESOURCES[key] = build()
+        return _RESOURCES[key]

@@ -1,0 +1,215 @@
+"""The video tokens, views of one shared visual pass per clip (``visual_pass.py``):
+
+- ``faces``: MTCNN's most confident face per sampled frame, ``video/faces/{boxes,probs,landmarks,offsets}``
+  with one row per sampled frame (NaN where no face was found, so ``found = isfinite(probs)``);
+- ``face``: the backbone embedding of every aligned face, ``video/face/{values,offsets,aligned,mask,pooled}``;
+- ``summary``: the backbone embedding of the clip's mean aligned face (seed 001), ``video/summary``.
+
+``video/face/values`` holds the found faces only, in frame order: its rows are the frames where
+``video/faces/probs`` is finite. ``aligned``/``mask`` put them back on the clip's timeline of sampled frames,
+so sequence heads see where the faces are: a clip of F <= T frames fills its first F steps (mask False on
+frames without a face, and after F); a longer clip is cut into T equal segments of frames, each step the
+mean of the segment's faces (mask False for a segment without any). ``pooled`` is mean and standard
+deviation over the faces. A clip where no sampled frame has a face gets ``status_video = no_face``: its
+``faces`` rows are written (all NaN), its embeddings are empty.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+import emo
+from emo.errors import MissingModelError
+from emo.features_store.schema import STATUS_NO_FACE, FeatureSpec, SequenceSpec, VectorSpec
+from emo.features_store.sequences import pool
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
+
+# torch, MTCNN and the backbones are imported where they are used, so that audio-only runs never load them.
+
+
+def align_over_frames(values: np.ndarray, found: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Place the embeddings of the found faces [n_faces, D] on a clip's F sampled frames (``found`` [F]) and
+    resample to ``steps`` rows: (aligned [steps, D], mask [steps]); see the module docstring."""
+    n_frames, dim = found.shape[0], values.shape[1]
+    per_frame = np.zeros((n_frames, dim), dtype=np.float64)
+    per_frame[found] = values
+    aligned = np.zeros((steps, dim), dtype=np.float32)
+    mask = np.zeros(steps, dtype=bool)
+    if n_frames < steps:
+        aligned[:n_frames] = per_frame
+        mask[:n_frames] = found
+        return aligned, mask
+    bounds = np.linspace(0, n_frames, steps + 1).round().astype(np.int64)
+    sums = np.concatenate([np.zeros((1, dim)), np.cumsum(per_frame, axis=0)])
+    counts = np.concatenate([[0], np.cumsum(found, dtype=np.int64)])
+    n = counts[bounds[1:]] - counts[bounds[:-1]]
+    mask[:] = n > 0
+    aligned[mask] = ((sums[bounds[1:]] - sums[bounds[:-1]])[mask] / n[mask, None]).astype(np.float32)
+    return aligned, mask
+
+
+class VideoExtractor(Extractor):
+    """Common part of the video tokens: the shared pass, provenance, and the no-face rule."""
+
+    modality = "video"
+    uses_backbone: ClassVar[bool] = True
+
+    def __init__(self, config: ExtractionConfig, device: str = "cpu") -> None:
+        from emo.pipeline.extractors.visual_pass import VisualPass
+
+        super().__init__(config, device)
+        self.visual = VisualPass(config, device)
+
+    @classmethod
+    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
+        if not cls.uses_backbone:
+            return {}
+        from emo.pipeline.models import check_visual_weights, file_sha256
+
+        path = check_visual_weights(config.visual_model, config.visual_weights)
+        return {"visual_weights_sha256": None if path is None else file_sha256(path)}
+
+    def preflight(self) -> None:
+        try:
+            import facenet_pytorch  # noqa: F401
+        except ImportError:
+            raise MissingModelError(
+                "face detection needs MTCNN from facenet-pytorch (its weights ship in the wheel): "
+                "pip install facenet-pytorch==2.5.3"
+            ) from None
+
+    def setup(self) -> None:
+        self.visual.setup()
+
+    def attrs(self) -> dict[str, Any]:
+        from emo.pipeline.extractors.visual_pass import describe_sampling
+        from emo.pipeline.faces import detector_config
+        from emo.pipeline.models import visual_provenance
+
+        c = self.config
+        out: dict[str, Any] = {
+            "extractor": f"emo {self.token}",
+            "extractor_version": f"emo {emo.__version__}",
+            **describe_sampling(c),
+            "detector": detector_config(c.face_min_size, c.face_thresholds, detect_size=c.face_detect_size or None),
+        }
+        if self.uses_backbone:
+            out["model"] = visual_provenance(c.visual_model, c.visual_weights)
+        return out
+
+    def extract(self, clip: Clip) -> dict[str, np.ndarray]:
+        self.visual.run([clip])
+        return self.arrays(clip)
+
+    def extract_batch(self, clips: Sequence[Clip]) -> list[dict[str, np.ndarray] | BaseException]:
+        self.visual.run(clips)  # detection and embedding for all clips of the task at once
+        out: list[dict[str, np.ndarray] | BaseException] = []
+        for clip in clips:
+            try:
+                out.append(self.arrays(clip))
+            except Exception as exc:  # noqa: BLE001 - this clip's result
+                out.append(exc)
+        return out
+
+    @property
+    def dim(self) -> int:
+        """Size of the backbone's embeddings."""
+        from emo.pipeline.models import get_backbone
+
+        return get_backbone(self.config.visual_model).dim
+
+    @abstractmethod
+    def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
+        """This token's arrays from the clip's finished visual pass."""
+
+    @staticmethod
+    def no_face(n_frames: int, arrays: dict[str, np.ndarray] | None = None) -> Unavailable:
+        return Unavailable(STATUS_NO_FACE, f"no face: none found in {n_frames} sampled frames", arrays)
+
+
+@register
+class FacesExtractor(VideoExtractor):
+    """``video/faces``: box (x1, y1, x2, y2), probability and 5 landmarks (x, y) per sampled frame."""
+
+    token = "faces"
+    uses_backbone = False
+    path = "video/faces"
+
+    def specs(self) -> list[FeatureSpec]:
+        attrs = self.attrs()
+        attrs["rows"] = "one per sampled frame; NaN where no face was found (found = isfinite(probs))"
+        attrs["units"] = "pixels of the full-resolution frame (pixel-index coordinates); probs in [0, 1]"
+        fields = {"boxes": (4,), "probs": (), "landmarks": (5, 2)}
+        return [SequenceSpec(self.path, fields, derived=False, attrs=attrs)]
+
+    def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
+        track = self.visual.track(clip)
+        det = track.detections
+        out = {
+            f"{self.path}/boxes": det.boxes,
+            f"{self.path}/probs": det.probs,
+            f"{self.path}/landmarks": det.landmarks,
+        }
+        if not track.n_faces:
+            raise self.no_face(track.n_frames, out)
+        return out
+
+
+@register
+class FaceExtractor(VideoExtractor):
+    """``video/face``: penultimate-layer embedding of every aligned face (ragged, aligned + mask, pooled)."""
+
+    token = "face"
+    path = "video/face"
+
+    def specs(self) -> list[FeatureSpec]:
+        attrs = self.attrs()
+        attrs["rows"] = (
+            "values: one per found face, in frame order (the frames where video/faces/probs is finite); "
+            "aligned/mask: the clip's sampled frames resampled to the aligned steps, mask False where no face"
+        )
+        return [SequenceSpec(self.path, {"values": (self.dim,)}, steps=self.config.align_steps, attrs=attrs)]
+
+    def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
+        track = self.visual.track(clip)
+        if not track.n_faces:
+            raise self.no_face(track.n_frames)
+        if track.error is not None:
+            raise track.error
+        values = track.embeddings
+        aligned, mask = align_over_frames(values, track.detections.found, self.config.align_steps)
+        return {
+            f"{self.path}/values": values,
+            f"{self.path}/aligned": aligned,
+            f"{self.path}/mask": mask,
+            f"{self.path}/pooled": pool(values),
+        }
+
+
+@register
+class SummaryExtractor(VideoExtractor):
+    """``video/summary``: embedding of the clip's frame-averaged aligned face (seed 001)."""
+
+    token = "summary"
+    path = "video/summary"
+
+    def specs(self) -> list[FeatureSpec]:
+        attrs = self.attrs()
+        attrs["summary_image"] = (
+            "the mean of the clip's aligned face crops (float, 0-255, frames without a face left out), "
+            "embedded once"
+        )
+        return [VectorSpec(self.path, (self.dim,), attrs=attrs)]
+
+    def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
+        track = self.visual.track(clip)
+        if not track.n_faces:
+            raise self.no_face(track.n_frames)
+        if track.summary_error is not None:
+            raise track.summary_error
+        return {self.path: track.summary}
