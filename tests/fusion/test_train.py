@@ -23,7 +23,7 @@ CLASSES = ["anger", "joy", "sadness"]
 N_SPEAKERS, PER_SPEAKER, STEPS = 8, 24, 8
 
 
-def synthetic_store(path: Path, informative: str = "audio", seed: int = 0) -> Path:
+def synthetic_store(path: Path, informative: str = "audio", seed: int = 0, dialogues: bool = False) -> Path:
     """A store whose ``informative`` modality separates the classes; the others are noise. Every 7th clip has
     no video (status missing) and every 11th no text."""
     rng = np.random.default_rng(seed)
@@ -74,6 +74,7 @@ def synthetic_store(path: Path, informative: str = "audio", seed: int = 0) -> Pa
                             "speaker": f"spk{speaker}",
                             "split": ["train", "dev", "test"][speaker % 3],
                             **{f"status_{m}": s for m, s in status.items()},
+                            **({"dialogue_id": f"d{speaker}_{k // 6}", "utterance_idx": k % 6} if dialogues else {}),
                         },
                         arrays,
                     )
@@ -292,3 +293,13 @@ def test_selection_per_modality_is_fitted_in_training_and_reapplied(store: Path,
     for i, clip in enumerate(test_ids):
         assert by_id[clip].probabilities == pytest.approx(
             dict(zip(result.data.class_names, ref.test_prob[i], strict=True)), abs=1e-4)
+
+
+def test_dialogue_context_text_encoder_of_seed_004(tmp_path: Path) -> None:
+    path = synthetic_store(tmp_path / "dialogues.zarr", informative="text", seed=2, dialogues=True)
+    data = prepare_data(FeatureStore.open(path), quick("attention"))
+    assert set(data.dialogue_ids) and data.utterance_idx.max() == 5
+    config = quick("attention", hparams={"text_encoder": "dialogue-bigru"}, epochs=30)
+    result = train(path, config, str(tmp_path / "run"))
+    assert result.reference.head.hparams["text_encoder"] == "dialogue-bigru"
+    assert result.summary["ua"]["mean"] > 0.8
