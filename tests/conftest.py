@@ -81,9 +81,10 @@ def _free_port() -> int:
 
 
 class DaskProcesses:
-    """A ``dask scheduler`` and ``dask worker`` processes started as real processes on 127.0.0.1."""
+    """A ``dask scheduler`` and ``dask worker`` processes started as real processes on 127.0.0.1; ``env``: extra
+    environment variables of the scheduler (Dask config such as ``DASK_DISTRIBUTED__SCHEDULER__...``)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.port = _free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
@@ -96,10 +97,13 @@ class DaskProcesses:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         )
 
-    def add_worker(self, name: str, *extra: str) -> subprocess.Popen:
+    def add_worker(self, name: str, *extra: str, nanny: bool = False) -> subprocess.Popen:
+        """Start ``dask worker`` (one process, or with ``nanny`` a nanny process that restarts its worker
+        process when it dies or exceeds ``--memory-limit``); its output goes to ``worker-NAME.log``."""
         log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -115,7 +119,7 @@ class DaskProcesses:
                 "--no-dashboard",
                 "--host",
                 "127.0.0.1",
-                "--no-nanny",
+                "--nanny" if nanny else "--no-nanny",
                 *extra,
             ],
             stdout=log,

@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from distributed.client import ClosedClientError, FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from emo.errors import UsageError
+from emo.errors import EmoError, UsageError
 from emo.features_store.writer import ClipResult
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.devices import GPU_RESOURCE, DevicePlan
 from emo.pipeline.extractors import Extractor, build_extractors
 from emo.pipeline.process import failure_result, process_clips
+from emo.pipeline.timing import record_pending
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +43,12 @@ def worker_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Ext
     """This process's extractors for ``config`` on ``device``, built and warmed up on first use."""
     key = (config.hash(), device)
     if key not in _EXTRACTORS:
+        started = time.perf_counter()
         extractors = build_extractors(config, device)
         for ex in extractors:
             ex.setup()
         _EXTRACTORS[key] = extractors
+        record_pending("model load", time.perf_counter() - started)  # reported with the next clip processed
     return _EXTRACTORS[key]
 
 
@@ -68,10 +75,23 @@ class TaskResult:
     results: list[ClipResult]
 
 
+class ClusterLost(EmoError):
+    """The run lost its Dask scheduler, or its tasks were cancelled or their results could not be fetched: no
+    clip is marked failed for it; the clips received are written and a re-run of the same command resumes."""
+
+
+#: Dask event topic: a task of ``extract_batch`` started running (message: its key); see ``run_batches``.
+STARTED_TOPIC = "emo-extract-started"
+#: How often a clip is submitted again after its workers died while it was only queued on them.
+MAX_REQUEUES = 3
+
+
 def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig, device: str = "cpu") -> TaskResult:
     """Dask task: process a batch of clips with this worker's extractors."""
+    worker = get_worker()
+    worker.log_event(STARTED_TOPIC, worker.get_current_task())
     extractors = worker_extractors(config, device)
-    return TaskResult(worker=str(get_worker().name), results=process_clips(records, extractors, config))
+    return TaskResult(worker=str(worker.name), results=process_clips(records, extractors, config))
 
 
 def default_workers() -> int:
@@ -110,7 +130,11 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     n = options.workers or default_workers()
     if n < 1:
         raise UsageError("--workers must be at least 1")
-    with warnings.catch_warnings():
+    # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap threshold at
+    # 128 KiB: every large tensor of MTCNN and the backbone is then a fresh mmap whose page faults cost more
+    # than the convolutions (see benchmarks/extraction.py). Our workers keep glibc's adaptive defaults.
+    glibc_defaults = dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+    with warnings.catch_warnings(), glibc_defaults:
         # when 8787 is taken Dask picks another port; the address actually used is logged by the caller
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = LocalCluster(
@@ -148,9 +172,23 @@ def run_batches(
     however large the dataset is. A batch whose task fails (a worker died on it more often than Dask allows,
     or the task raised) is split into one task per clip; a clip that still fails alone is returned as failed
     with the reason, so one poison clip cannot sink the run.
+
+    Dask blames a dead worker on every task assigned to it (``KilledWorker`` after ``allowed-failures`` + 1
+    deaths), including tasks that were only queued behind the one that killed it. Tasks announce when they
+    start running (``STARTED_TOPIC`` events), so a clip is marked failed only if it was running each time; one
+    that was merely waiting is submitted again (at most ``MAX_REQUEUES`` times).
     """
     plan = plan or DevicePlan()
     client.register_plugin(ExtractorSetup(config, plan))
+    live: set[str] = set()  # keys of this run's tasks not yet handled
+    started: Counter[str] = Counter()  # key -> how often it started running (workers die, tasks rerun)
+    requeued: Counter[str] = Counter()  # clip id -> submissions after dying only queued
+
+    def on_started(event: tuple[float, Any]) -> None:  # runs in the client's event loop, in message order
+        if event[1] in live:
+            started[event[1]] += 1
+
+    client.subscribe_topic(STARTED_TOPIC, on_started)
     extractors = build_extractors(config)
     batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
     window = window or max(4, 2 * n_workers(client))
@@ -160,6 +198,8 @@ def run_batches(
     done = as_completed()
 
     def submit(index: int, start: int, recs: list[ClipRecord]) -> None:
+        key = f"emo-extract-{index}-{start}-{uuid.uuid4().hex[:8]}"
+        live.add(key)
         fut = client.submit(
             extract_batch,
             recs,
@@ -167,7 +207,7 @@ def run_batches(
             plan.device,
             pure=False,
             retries=1,
-            key=f"emo-extract-{index}-{start}-{uuid.uuid4().hex[:8]}",
+            key=key,
             resources=plan.resources,
         )
         futures[fut] = (index, start, recs)
@@ -184,18 +224,29 @@ def run_batches(
     try:
         for fut in done:
             index, start, recs = futures.pop(fut)
+            live.discard(fut.key)
+            ran = started.pop(fut.key, 0)
             try:
                 task = fut.result()
                 parts[index][start] = [(result, task.worker) for result in task.results]
             except Exception as exc:  # noqa: BLE001 - KilledWorker or a task error: isolate the clip
+                if isinstance(exc, FutureCancelledError) or fut.status != "error":
+                    # not the task's error (cancelled, or the result could not be fetched): the cluster's
+                    raise ClusterLost(_cluster_lost(exc)) from None
                 del parts[index][start]
+                clip = recs[0].clip_id
                 if len(recs) > 1:
                     log.warning("a batch of %d clips failed (%s); retrying them one by one", len(recs), exc)
                     for j, rec in enumerate(recs):
                         submit(index, start + j, [rec])
+                elif isinstance(exc, KilledWorker) and ran <= exc.allowed_failures and requeued[clip] < MAX_REQUEUES:
+                    # some of the workers that died had it only in their queue: not its fault, run it again
+                    requeued[clip] += 1
+                    log.info("clip %s was queued on workers that died; submitting it again", clip)
+                    submit(index, start, recs)
                 else:
-                    log.warning("clip %s failed on the cluster: %s", recs[0].clip_id, exc)
-                    parts[index][start] = [(failure_result(recs[0], extractors, _task_failure(exc)), "")]
+                    log.warning("clip %s failed on the cluster: %s", clip, exc)
+                    parts[index][start] = [(failure_result(recs[0], extractors, _task_failure(exc, ran)), "")]
             fut.release()
             while next_deliver in parts and all(v is not None for v in parts[next_deliver].values()):
                 for _start, results in sorted(parts.pop(next_deliver).items()):
@@ -203,12 +254,27 @@ def run_batches(
                         on_result(result, worker)
                 next_deliver += 1
             fill_window()
+    except ClosedClientError as exc:  # a submission after the client gave up on the scheduler
+        raise ClusterLost(_cluster_lost(exc)) from None
     finally:
-        for fut in futures:
-            fut.cancel()
+        with suppress(Exception):  # the client is closed when the scheduler is gone: nothing left to cancel
+            client.unsubscribe_topic(STARTED_TOPIC)
+            for fut in futures:
+                fut.cancel()
 
 
-def _task_failure(exc: BaseException) -> str:
+def _cluster_lost(exc: BaseException) -> str:
+    cause = exc.reason if isinstance(exc, FutureCancelledError) else f"{type(exc).__name__}: {exc}"
+    return (
+        f"lost contact with the Dask cluster ({cause or 'tasks cancelled'}); the clips received "
+        "before are kept in the store: run the same command again to resume"
+    )
+
+
+def _task_failure(exc: BaseException, ran: int) -> str:
+    if isinstance(exc, KilledWorker) and ran > exc.allowed_failures:
+        attempts = f"{ran} attempt{'s' if ran > 1 else ''}, out of memory or a crash"
+        return f"worker died: the worker processing this clip died on every attempt ({attempts})"
     if isinstance(exc, KilledWorker):
-        return "worker died: the worker processing this clip died on every attempt (out of memory or a crash)"
+        return f"worker died: workers kept dying while this clip was queued on them ({MAX_REQUEUES + 1} attempts)"
     return f"task error: {type(exc).__name__}: {exc}"
