@@ -32,11 +32,7 @@ so one thread each is the fair and repeatable comparison.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +49,8 @@ from threadpoolctl import threadpool_limits
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import environment as common_environment  # noqa: E402
+from benchmarks.common import load_average  # noqa: E402
 from emo.fusion.selection import L1Selector, TreeSelector, ZebraSelector  # noqa: E402
 from emo.fusion.selection.fitness import stratified_folds  # noqa: E402
 
@@ -250,49 +248,37 @@ def run(
     return rows
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parents[1],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
 def environment() -> dict[str, Any]:
     """Machine and software facts recorded next to the numbers."""
+    return common_environment(("numpy", "scipy", "scikit-learn", "torch", "mealpy"))
 
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
 
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {d: version(d) for d in ("numpy", "scipy", "scikit-learn", "torch", "mealpy")},
-        "git_commit": _git_commit(),
-    }
+def summary(rows: list[dict]) -> list[dict]:
+    """The zebra line of ``benchmarks/run.py``: ZebraSelector (improved) vs mealpy at equal evaluations, the
+    smallest speed-up (median wall times) over the datasets, and whether its fitness is never worse."""
+    emo = "emo ZebraSelector (improved)"
+    mealpy = {r["dataset"]: r for r in rows if r["method"] == MEALPY}
+    mine = [r for r in rows if r["method"] == emo and r["dataset"] in mealpy]
+    if not mine:
+        return []
+    speedups = [r["speedup_vs_mealpy"] for r in mine]
+    not_worse = [r["fitness"] <= mealpy[r["dataset"]]["fitness"] for r in mine]
+    parts = "; ".join(
+        f"{r['dataset']}: {mealpy[r['dataset']]['wall_s']:.2f} s -> {r['wall_s']:.2f} s "
+        f"({r['speedup_vs_mealpy']:.1f}x), fitness {r['fitness']:.4f} vs {mealpy[r['dataset']]['fitness']:.4f}"
+        for r in mine
+    )
+    return [
+        {
+            "measure": "zebra selection",
+            "how": f"{emo} vs {MEALPY} at equal evaluations (population {mine[0]['population']}, "
+            f"{mine[0]['iterations']} iterations, median of {len(mine[0]['repeats'])} seeds, 1 thread); {parts}",
+            "value": min(speedups),
+            "figure": f"{min(speedups):.1f}x (slowest dataset), fitness not worse on {sum(not_worse)}/{len(mine)}",
+            "target": ">= 5x faster, fitness not worse",
+            "met": min(speedups) >= 5 and all(not_worse),
+        }
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -360,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": env_before,
-        "load_average_after": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average_after": load_average(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import pandas as pd
 import zarr
 
 from emo.errors import StoreError, UsageError
+from emo.features_store.fastread import read_rows
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION
 
@@ -155,7 +156,7 @@ class FeatureStore:
 
     def read(self, path: str) -> np.ndarray:
         """The committed contents of one array (all rows, or all frames of a ragged field)."""
-        return np.asarray(self.array(path)[: self.committed_length(path)])
+        return read_rows(self.array(path), self.committed_length(path))
 
     def sequences(self, path: str) -> list[np.ndarray]:
         """A ragged field split into one array per clip."""

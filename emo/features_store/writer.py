@@ -38,6 +38,8 @@ class ClipResult:
 
     columns: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: seconds of compute by stage (``emo.pipeline.timing``), measured where the clip was processed; not stored
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def clip_id(self) -> str:

@@ -131,7 +131,7 @@ def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[n
     """One feature as (x, valid) in the layout of ``kind``."""
     what, group = _group_of(fs, path)
     if what == "vector":
-        x = fs.read(group).astype(np.float32).reshape(fs.n_clips, -1)
+        x = fs.read(group).astype(np.float32, copy=False).reshape(fs.n_clips, -1)
         valid = np.isfinite(x).any(axis=1)
         if kind == "sequence":
             return np.repeat(x[:, None, :], steps, axis=1), np.repeat(valid[:, None], steps, axis=1)
@@ -139,7 +139,7 @@ def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[n
     paths = set(fs.array_paths())
     if kind == "vector":
         if f"{group}/pooled" in paths and what != "aligned":
-            x = fs.read(f"{group}/pooled").astype(np.float32)
+            x = fs.read(f"{group}/pooled").astype(np.float32, copy=False)
         else:
             seqs = fs.sequences(f"{group}/values")
             width = seqs[0].reshape(len(seqs[0]), -1).shape[1] if seqs else 0
@@ -147,7 +147,8 @@ def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[n
             x = x.astype(np.float32)
         return x, np.isfinite(x).any(axis=1)
     if f"{group}/aligned" in paths and what != "pooled":
-        return fs.read(f"{group}/aligned").astype(np.float32), fs.read(f"{group}/mask").astype(bool)
+        aligned = fs.read(f"{group}/aligned").astype(np.float32, copy=False)
+        return aligned, fs.read(f"{group}/mask").astype(bool, copy=False)
     pairs = [align(s.reshape(len(s), -1), steps) for s in fs.sequences(f"{group}/values")]
     return np.stack([a for a, _ in pairs]).astype(np.float32), np.stack([m for _, m in pairs])
 

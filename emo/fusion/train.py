@@ -214,9 +214,15 @@ def _batches(
 
 
 def _forward(
-    head: FusionHead, prep: Prepared, idx: np.ndarray, dialogues: np.ndarray | None, device: torch.device
+    head: FusionHead,
+    prep: Prepared,
+    idx: np.ndarray,
+    dialogues: np.ndarray | None,
+    device: torch.device,
+    index: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    index = torch.from_numpy(idx).to(device)
+    if index is None:
+        index = torch.from_numpy(idx).to(device)
     xs = {m: x.index_select(0, index) for m, x in prep.xs.items()}
     masks = {m: x.index_select(0, index) for m, x in prep.masks.items()}
     kwargs = {}
@@ -270,7 +276,9 @@ def run_once(
             device=device,
         )
     criterion = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # the fused kernel (CPU and CUDA): one pass over each parameter instead of a dozen tensor ops per step
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
     dialogues = _dialogue_codes(data) if head.accepts_dialogue else None
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
     best = (np.inf, 0, copy.deepcopy(head.state_dict()))
@@ -278,8 +286,9 @@ def run_once(
         head.train()
         total, seen = 0.0, 0
         for idx in _batches(split.train, config.batch_size, rng, dialogues, data.utterance_idx):
-            logits, _ = _forward(head, prep, idx, dialogues, device)
-            loss = criterion(logits, y[torch.from_numpy(idx).to(device)])
+            index = torch.from_numpy(idx).to(device)
+            logits, _ = _forward(head, prep, idx, dialogues, device, index)
+            loss = criterion(logits, y.index_select(0, index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

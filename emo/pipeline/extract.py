@@ -23,6 +23,7 @@ from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers, resolve_device
 from emo.pipeline.extractors import build_extractors, pin_config
 from emo.pipeline.runner import ClusterOptions, dask_client, n_workers, run_batches
+from emo.pipeline.timing import total
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class ExtractionReport:
     workers: Counter[str] = field(default_factory=Counter)  # clips computed per Dask worker name
 
     n_with_features: int = 0  # written clips with at least one modality extracted
+    #: seconds of compute by stage, summed over the written clips (``emo.pipeline.timing``)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_failed(self) -> int:
@@ -83,6 +86,8 @@ class ExtractionReport:
         self.n_written += 1
         if worker:
             self.workers[worker] += 1
+        for stage, seconds in result.timings.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
         statuses = [result.columns.get(f"status_{m}", "") for m in MODALITIES]
         for m, s in zip(MODALITIES, statuses, strict=True):
             self.status_counts[m][s] += 1
@@ -107,6 +112,7 @@ class ExtractionReport:
             "models": self.models,
             "device": self.device,
             "workers": dict(self.workers),
+            "stage_seconds": {k: round(v, 3) for k, v in total([self.stage_seconds]).items()},
         }
 
 

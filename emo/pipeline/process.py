@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from time import perf_counter
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.decode import MediaError, MissingStream, decode_audio, probe, sha256_file
 from emo.pipeline.extractors import Clip, Extractor, Unavailable
+from emo.pipeline.timing import add, share, take_pending
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 _SEVERITY = {STATUS_SKIPPED: 0, STATUS_OK: 1, STATUS_NO_FACE: 2, STATUS_MISSING: 3, STATUS_FAILED: 4}
 #: Modalities that come from the media file (text comes from the dataset's transcript).
 _MEDIA = ("audio", "video")
+#: Stage (``emo.pipeline.timing``) of an extractor's time not already attributed to a finer stage inside it.
+_STAGE = {"audio": "audio features", "video": "video other", "text": "text"}
 
 
 def _columns(record: ClipRecord) -> dict[str, object]:
@@ -91,6 +95,7 @@ class _Job:
         self.readable = False
 
     def probe(self, modalities: Sequence[str]) -> None:
+        started = perf_counter()
         try:
             self.columns["source_sha256"] = sha256_file(self.record.path)
             self.columns["duration_s"] = probe(self.record.path).duration_s
@@ -100,11 +105,12 @@ class _Job:
                 self.outcome.fail(modality, STATUS_FAILED, reason)
         else:
             self.readable = True
+        add(self.clip.timings, "hash + probe", perf_counter() - started)
 
     def result(self) -> ClipResult:
         self.columns.update({f"status_{m}": s for m, s in self.outcome.status.items()})
         self.columns["error"] = "; ".join(dict.fromkeys(self.outcome.reasons))
-        return ClipResult(columns=self.columns, arrays=self.outcome.arrays)
+        return ClipResult(columns=self.columns, arrays=self.outcome.arrays, timings=self.clip.timings)
 
 
 def _run(modality: str, jobs: Sequence[_Job], extractors: Sequence[Extractor]) -> None:
@@ -113,11 +119,16 @@ def _run(modality: str, jobs: Sequence[_Job], extractors: Sequence[Extractor]) -
         return
     clips = [job.clip for job in jobs]
     for ex in extractors:
+        attributed = sum(sum(c.timings.values()) for c in clips)
+        started = perf_counter()
         try:
             results = ex.extract_batch(clips)
         except Exception as exc:  # noqa: BLE001 - an extractor failing as a whole fails its clips, not the task
             log.debug("%s failed on a batch of %d clips", ex.token, len(clips), exc_info=True)
             results = [exc] * len(clips)
+        # what the extractor did not attribute to a finer stage itself, shared equally among the clips
+        rest = perf_counter() - started - (sum(sum(c.timings.values()) for c in clips) - attributed)
+        share(((c.timings, 1.0) for c in clips), _STAGE[modality], max(rest, 0.0))
         for job, result in zip(jobs, results, strict=True):
             job.outcome.take(modality, ex.token, result)
 
@@ -127,6 +138,9 @@ def process_clips(
 ) -> list[ClipResult]:
     """Extract every requested feature of the clips of one task (see module docstring for failures)."""
     jobs = [_Job(record, extractors, config) for record in records]
+    if jobs:  # model loading of this process (first task of a worker) goes with its first clip
+        for stage, seconds in take_pending().items():
+            add(jobs[0].clip.timings, stage, seconds)
     by_modality: dict[str, list[Extractor]] = {}
     for ex in extractors:
         by_modality.setdefault(ex.modality, []).append(ex)
@@ -164,6 +178,7 @@ def failure_result(record: ClipRecord, extractors: Sequence[Extractor], reason: 
 
 def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     """Decode and clean up the clip's audio into ``job.clip``; False (status recorded) if there is none."""
+    started = perf_counter()
     try:
         samples = decode_audio(job.record.path, config.sample_rate)
     except MissingStream as exc:
@@ -172,5 +187,9 @@ def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     except MediaError as exc:
         job.outcome.fail("audio", STATUS_FAILED, exc.reason)
         return False
+    finally:
+        add(job.clip.timings, "decode audio", perf_counter() - started)
+    started = perf_counter()
     job.clip.audio = preprocess(samples, config.denoise, config.normalize, config.n_fft)
+    add(job.clip.timings, "audio features", perf_counter() - started)
     return True

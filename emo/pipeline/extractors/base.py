@@ -22,12 +22,14 @@ T = TypeVar("T")
 
 @dataclass
 class Clip:
-    """A clip on a worker: its record, its decoded audio (None when absent) and a cache extractors share."""
+    """A clip on a worker: its record, its decoded audio (None when absent), a cache extractors share, and the
+    seconds of compute spent on it by stage (``emo.pipeline.timing``)."""
 
     record: ClipRecord
     audio: np.ndarray | None
     sample_rate: int
     cache: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute an intermediate once per clip (e.g. the mel spectrogram both MFCC and log-mel use)."""

@@ -16,6 +16,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from emo.pipeline.decode import MediaError, MissingStream, iter_frames
 from emo.pipeline.extractors.base import Clip, Unavailable, worker_resource
 from emo.pipeline.faces import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
 from emo.pipeline.models import VisualModel, load_visual_model
+from emo.pipeline.timing import add, share
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class _Accumulator:
     crop_sum: np.ndarray | None = None
     n_faces: int = 0
     error: BaseException | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # the clip's (``Clip.timings``)
 
 
 class _EmbedQueue:
@@ -103,6 +106,7 @@ class _EmbedQueue:
         if not self.pending:
             return
         pending, self.pending, self.size = self.pending, [], 0
+        started = perf_counter()
         try:
             embeddings = self.model.embed(np.concatenate([c for _, c in pending]), batch_size=self.batch)
         except Exception as exc:  # noqa: BLE001 - fails the clips whose faces were in this batch, not the task
@@ -110,6 +114,8 @@ class _EmbedQueue:
             for owner, _ in pending:
                 owner.error = exc
             return
+        finally:
+            share(((o.timings, len(c)) for o, c in pending), "face embeddings", perf_counter() - started)
         start = 0
         for owner, crops in pending:
             owner.embeddings.append(embeddings[start : start + len(crops)])
@@ -175,7 +181,7 @@ class VisualPass:
         queue = _EmbedQueue(model, EMBED_BATCH) if model is not None and self.embed_faces else None
         states: list[tuple[Clip, _Accumulator]] = []
         for clip in todo:
-            acc = _Accumulator()
+            acc = _Accumulator(timings=clip.timings)
             try:
                 self._stream(clip, acc, detector, queue)
             except Unavailable as exc:
@@ -196,7 +202,10 @@ class VisualPass:
             queue.flush()
         tracks = [(clip, self._track(acc)) for clip, acc in states]
         if model is not None and self.summarise:
-            self._summaries(model, [t for _, t in tracks if t.mean_crop is not None])
+            summarised = [(clip, t) for clip, t in tracks if t.mean_crop is not None]
+            started = perf_counter()
+            self._summaries(model, [t for _, t in summarised])
+            share(((clip.timings, 1.0) for clip, _ in summarised), "face embeddings", perf_counter() - started)
         for clip, track in tracks:
             clip.cache[CACHE_KEY] = track
 
@@ -212,11 +221,19 @@ class VisualPass:
         self, clip: Clip, acc: _Accumulator, detector: FaceDetector, queue: _EmbedQueue | None
     ) -> None:
         frames: list[np.ndarray] = []
-        for _t, frame in iter_frames(clip.record.path, self.config.fps):
-            frames.append(frame)
-            if len(frames) == FRAME_BATCH:
-                self._frames(frames, acc, detector, queue)
-                frames = []
+        decoding = 0.0
+        started = perf_counter()
+        try:
+            for _t, frame in iter_frames(clip.record.path, self.config.fps):
+                decoding += perf_counter() - started
+                frames.append(frame)
+                if len(frames) == FRAME_BATCH:
+                    self._frames(frames, acc, detector, queue)
+                    frames = []
+                started = perf_counter()
+            decoding += perf_counter() - started
+        finally:
+            add(acc.timings, "decode video", decoding)
         if frames:
             self._frames(frames, acc, detector, queue)
         if not acc.detections:
@@ -225,17 +242,21 @@ class VisualPass:
     def _frames(
         self, frames: list[np.ndarray], acc: _Accumulator, detector: FaceDetector, queue: _EmbedQueue | None
     ) -> None:
+        started = perf_counter()
         det = detector.detect(frames)
+        add(acc.timings, "face detection", perf_counter() - started)
         acc.detections.append(det)
         found = np.flatnonzero(det.found)
         if not found.size or not (queue is not None or self.summarise):
             return
+        started = perf_counter()
         size = self.config.face_size
         crops = np.stack([align_face(frames[i], det.landmarks[i], size) for i in found])
         acc.n_faces += len(crops)
         if self.summarise:
             batch_sum = crops.sum(axis=0, dtype=np.float64)
             acc.crop_sum = batch_sum if acc.crop_sum is None else acc.crop_sum + batch_sum
+        add(acc.timings, "face alignment", perf_counter() - started)
         if queue is not None:
             queue.add(acc, crops)
 

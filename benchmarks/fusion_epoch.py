@@ -1,0 +1,122 @@
+"""Fusion epoch: seconds per training epoch of every fusion head on 10,000 cached clips, CPU.
+
+The store is synthetic with the dimensions of a real extraction (``benchmarks/stores.py``: MFCC 80 / pooled
+160, eGeMAPS 88, face 512 aligned on 32 steps, text 384). Each head trains through emo's own trainer
+(``emo.fusion.train.run_once``: data prepared by ``prepare_data`` as ``emo fuse`` does, Adam, batch 64,
+validation pass and best-model bookkeeping every epoch) on every clip: train = all 10,000 clips, validation =
+every 10th clip (1,000). Vector heads get the pooled features (audio/mfcc + audio/egemaps, video/face +
+video/summary, text/mean), sequence heads the 32-step aligned sequences with masks (audio/mfcc, video/face,
+text/tokens); speech-cnn is audio-only on the log-mel frames. An epoch is the time between two of the
+trainer's epoch callbacks; the first epoch (which also pays standardisation and head construction) is left
+out and the median of the others reported. torch uses its default threads (every core).
+
+    .venv/bin/python benchmarks/fusion_epoch.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import log, measure, spread  # noqa: E402
+from benchmarks.stores import fusion_store  # noqa: E402
+
+NAME = "fusion_epoch"
+#: clips, epochs per head (the first one is not counted)
+SETTINGS = {"quick": (10_000, 2), "full": (10_000, 4)}
+TARGET_HEAD = "attention"
+TARGET_S = 0.5
+
+
+def time_head(fs, method: str, epochs: int) -> dict:
+    import torch
+
+    from emo.fusion.splits import Split
+    from emo.fusion.train import TrainConfig, prepare_data, run_once
+
+    modalities = ("audio",) if method == "speech-cnn" else None
+    config = TrainConfig(method=method, modalities=modalities, epochs=epochs, patience=epochs + 1, seeds=1)
+    started = time.perf_counter()
+    data = prepare_data(fs, config)
+    load_s = time.perf_counter() - started
+    rows = np.arange(data.n)
+    split = Split("benchmark", train=rows, val=rows[::10], test=rows[:100])
+    stamps = [time.perf_counter()]
+    run_once(
+        data,
+        split,
+        config,
+        seed=0,
+        device=torch.device("cpu"),
+        on_epoch=lambda e, m: stamps.append(time.perf_counter()),
+    )
+    epochs_s = np.diff(stamps)[1:].tolist()  # stamps[0] -> first callback includes set-up: left out
+    return {
+        "method": method,
+        "input": {
+            m: {"kind": i.kind, "features": i.features, "shape": list(i.x.shape)} for m, i in data.inputs.items()
+        },
+        "train_clips": int(split.train.size),
+        "val_clips": int(split.val.size),
+        "load_s": round(load_s, 3),
+        "first_epoch_s": round(stamps[1] - stamps[0], 3),
+        "epoch_s": spread(epochs_s),
+        "epochs_timed": len(epochs_s),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def run(quick: bool, methods: list[str] | None = None) -> list[dict]:
+    from emo.features_store import FeatureStore
+    from emo.fusion.heads import HEADS
+
+    n_clips, epochs = SETTINGS["quick" if quick else "full"]
+    fs = FeatureStore.open(str(fusion_store(n_clips)))
+    rows = []
+    for method in methods or list(HEADS):
+        row = time_head(fs, method, epochs)
+        log(f"fusion_epoch: {method}: {row['epoch_s']['median']:.2f} s/epoch")
+        rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    by = {r["method"]: r for r in rows}
+    others = ", ".join(f"{m} {r['epoch_s']['median']:.2f}" for m, r in by.items() if m != TARGET_HEAD)
+    target = by.get(TARGET_HEAD)
+    if target is None:
+        return []
+    s = target["epoch_s"]["median"]
+    return [
+        measure(
+            "fusion epoch (attention head)",
+            f"emo's trainer, {target['train_clips']:,} cached clips (pooled audio/video/text) + "
+            f"{target['val_clips']:,}-clip validation pass, batch 64, CPU, median of {target['epochs_timed']} "
+            f"epochs; other heads (s/epoch): {others}",
+            round(s, 3),
+            f"{s:.2f} s",
+            f"< {TARGET_S} s",
+            s < TARGET_S,
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--methods", help="comma-separated heads (default: all)")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, args.methods.split(",") if args.methods else None)
+    print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Memory: peak resident memory of ``emo extract`` on one 3-minute 720p clip, every feature, default workers.
+
+The clip is encoded by FFmpeg from a face photo moving over a background plus emo's speech-like audio
+(``benchmarks/media.py``: H.264 1280x720 at 30 fps, AAC 48 kHz; 900 frames sampled at 5 fps, 18,000 audio
+frames). The whole process tree is sampled every 0.1 s (psutil): the driver (scheduler, writer) and the
+Dask nanny and worker processes; the figure is the largest sum of their RSS seen. RSS counts the shared
+libraries once per process, so the sum over-states what the tree needs: it is an upper bound.
+
+    .venv/bin/python benchmarks/memory.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import CACHE, PYTHON, check, log, measure, run_process, thread_env  # noqa: E402
+from benchmarks.media import long_clip  # noqa: E402
+
+NAME = "memory"
+#: clip seconds (quick: 30 s, the full measure: 3 minutes)
+SETTINGS = {"quick": 30.0, "full": 180.0}
+LIMIT_BYTES = 2_000_000_000  # 2 GB (decimal: the stricter reading)
+MODEL_ARGS = ("--visual-model", "resnet18", "--visual-weights", "random")
+
+
+def run(quick: bool) -> list[dict]:
+    seconds = SETTINGS["quick" if quick else "full"]
+    log(f"memory: preparing a {seconds:g} s 720p clip")
+    data = long_clip(seconds)
+    store = CACHE / "stores" / "memory.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    exe = Path(PYTHON).with_name("emo")
+    cmd = [str(exe) if exe.exists() else "emo", "extract", str(data), "-o", str(store), *MODEL_ARGS, "--json", "-q"]
+    proc = check(run_process(cmd, env=thread_env(None)), "emo extract (memory)")
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])
+    shutil.rmtree(store, ignore_errors=True)
+    if report["status"]["video"].get("ok") != 1:
+        raise RuntimeError(f"the long clip was not extracted: {report['status']}")
+    log(f"memory: peak RSS of the process tree {proc.peak_rss_bytes / 1e9:.2f} GB, {proc.wall_s:.0f} s")
+    return [
+        {
+            "clip_seconds": seconds,
+            "clip": "1280x720 H.264 30 fps + AAC 48 kHz",
+            "command": " ".join(cmd[1:]),
+            "wall_s": round(proc.wall_s, 1),
+            "peak_rss_bytes": proc.peak_rss_bytes,
+            "peak_processes": proc.peak_processes,
+            "peak_rss_by_process": proc.peak_by_process,
+            "workers": report.get("workers", {}),
+            "stage_seconds": report.get("stage_seconds", {}),
+        }
+    ]
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    r = rows[0]
+    gb = r["peak_rss_bytes"] / 1e9
+    return [
+        measure(
+            "memory",
+            f"peak of the summed RSS of driver + nanny + worker processes ({r['peak_processes']} at the peak), "
+            f"`emo extract` of one {r['clip_seconds'] / 60:g}-minute 720p clip, every feature, default 2 workers",
+            round(gb, 3),
+            f"{gb:.2f} GB",
+            "< 2 GB",
+            r["peak_rss_bytes"] < LIMIT_BYTES,
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
+    print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

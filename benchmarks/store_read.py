@@ -1,0 +1,133 @@
+"""Store read: load every pooled feature of 100,000 clips from an emo feature store vs ``np.load`` of the same
+bytes as plain ``.npy`` files.
+
+The store is written by emo's StoreWriter (``benchmarks/stores.py``: the chunking and codecs ``emo extract``
+produces) with the per-clip vectors of a full extraction: the ``pooled`` arrays of audio/mfcc (160),
+audio/mel (256), video/face (1024), text/tokens (768) and the vectors audio/egemaps (88), video/summary
+(512), text/cls and text/mean (384): 3,576 float32 per clip, 1.4 GB for 100,000 clips. emo reads them as a
+user would, ``FeatureStore.open(store).read(path)`` for each array (opening included); the reference saves
+exactly those arrays with ``np.save`` and reads them back with ``np.load``. Both read from the page cache
+(a warm-up pass first; the machine cannot drop caches), so this compares decoding, not disks. Medians of
+interleaved repeats; emo's figure is its throughput as a fraction of ``np.load``'s.
+
+    .venv/bin/python benchmarks/store_read.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import log, measure, median, spread  # noqa: E402
+from benchmarks.stores import pooled_paths, pooled_store  # noqa: E402
+
+NAME = "store_read"
+#: clips, repeats
+SETTINGS = {"quick": (20_000, 3), "full": (100_000, 5)}
+
+
+def read_emo(store: Path) -> tuple[float, int]:
+    from emo.features_store import FeatureStore
+
+    started = time.perf_counter()
+    fs = FeatureStore.open(str(store))
+    arrays = [fs.read(p) for p in pooled_paths()]
+    wall = time.perf_counter() - started
+    return wall, sum(a.nbytes for a in arrays)
+
+
+def read_npy(directory: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    arrays = [np.load(directory / f"{p.replace('/', '__')}.npy") for p in pooled_paths()]
+    wall = time.perf_counter() - started
+    return wall, sum(a.nbytes for a in arrays)
+
+
+def raw_copy(store: Path) -> Path:
+    """The store's pooled arrays as .npy files next to it (rebuilt with the store)."""
+    from emo.features_store import FeatureStore
+
+    directory = store.with_suffix(".npy")
+    if directory.exists() and len(list(directory.glob("*.npy"))) == len(pooled_paths()):
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    fs = FeatureStore.open(str(store))
+    for p in pooled_paths():
+        np.save(directory / f"{p.replace('/', '__')}.npy", fs.read(p))
+    return directory
+
+
+def run(quick: bool) -> list[dict]:
+    from emo.features_store import FeatureStore
+
+    n_clips, repeats = SETTINGS["quick" if quick else "full"]
+    store = pooled_store(n_clips)
+    raw = raw_copy(store)
+    fs = FeatureStore.open(str(store))
+    for p in pooled_paths():  # same bytes on both sides
+        if not np.array_equal(fs.read(p), np.load(raw / f"{p.replace('/', '__')}.npy"), equal_nan=True):
+            raise RuntimeError(f"{p}: the .npy copy differs from the store")
+    stored = sum(int(fs.array(p).nbytes_stored()) for p in pooled_paths())
+    chunks = {p: list(fs.array(p).chunks) for p in pooled_paths()}
+    codecs = {p: [c.to_dict() for c in fs.array(p).compressors] for p in pooled_paths()[:1]}
+    del fs
+    read_emo(store), read_npy(raw)  # warm-up: page cache, imports
+    times: dict[str, list[float]] = {"emo FeatureStore.read": [], "np.load": []}
+    nbytes = 0
+    for _ in range(repeats):
+        for method, fn, where in (("emo FeatureStore.read", read_emo, store), ("np.load", read_npy, raw)):
+            gc.collect()
+            wall, nbytes = fn(where)
+            times[method].append(wall)
+    log("store_read: " + ", ".join(f"{k} {median(v):.3f} s" for k, v in times.items()))
+    return [
+        {
+            "method": method,
+            "clips": n_clips,
+            "arrays": pooled_paths(),
+            "bytes": nbytes,
+            "bytes_stored": stored if method.startswith("emo") else nbytes,
+            "chunks": chunks if method.startswith("emo") else None,
+            "codecs": codecs if method.startswith("emo") else None,
+            "wall_s": spread(walls),
+            "gb_per_s": round(nbytes / median(walls) / 1e9, 2),
+            "repeats": [round(w, 4) for w in walls],
+        }
+        for method, walls in times.items()
+    ]
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    by = {r["method"]: r for r in rows}
+    emo, raw = by["emo FeatureStore.read"], by["np.load"]
+    t_emo, t_raw = emo["wall_s"]["median"], raw["wall_s"]["median"]
+    ratio = t_raw / t_emo
+    how = (
+        f"every pooled feature of {emo['clips']:,} clips ({len(emo['arrays'])} arrays, {emo['bytes'] / 1e9:.2f} GB, "
+        f"{emo['bytes_stored'] / 1e9:.2f} GB stored): FeatureStore.read {t_emo:.2f} s ({emo['gb_per_s']:.1f} GB/s) "
+        f"vs np.load {t_raw:.2f} s ({raw['gb_per_s']:.1f} GB/s), page cache warm"
+    )
+    return [measure("store read", how, round(ratio, 3), f"{100 * ratio:.0f}% of raw", ">= 80%", ratio >= 0.8)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
+    print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
