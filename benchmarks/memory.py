@@ -66,7 +66,8 @@ def summary(rows: list[dict]) -> list[dict]:
         measure(
             "memory",
             f"peak of the summed RSS of driver + nanny + worker processes ({r['peak_processes']} at the peak), "
-            f"`emo extract` of one {r['clip_seconds'] / 60:g}-minute 720p clip, every feature, default 2 workers",
+            f"`emo extract` of one {r['clip_seconds'] / 60:g}-minute 720p clip, every feature, "
+            "default workers (one started: one clip)",
             round(gb, 3),
             f"{gb:.2f} GB",
             "< 2 GB",
