@@ -22,7 +22,7 @@ from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers, resolve_device
 from emo.pipeline.extractors import build_extractors, pin_config
-from emo.pipeline.runner import ClusterOptions, dask_client, default_workers, n_workers, run_batches
+from emo.pipeline.runner import ClusterOptions, dask_client, n_workers, run_batches
 from emo.pipeline.timing import total
 
 log = logging.getLogger(__name__)
@@ -240,14 +240,9 @@ def extract(
             if progress is not None:
                 progress(report.n_written, len(todo))
 
-        options = cluster or ClusterOptions()
-        if not options.scheduler:
-            # an idle embedded worker still loads every model: never start more workers than clips
-            wanted = options.workers or default_workers()
-            options = dataclasses.replace(
-                options, workers=min(wanted, len(todo)) if wanted >= 1 else wanted,
-                gpu_resource=options.gpu_resource or embedded_gpu_workers(device, needs_models),
-            )
+        options = (cluster or ClusterOptions()).for_clips(len(todo))
+        if not options.scheduler and embedded_gpu_workers(device, needs_models):
+            options = dataclasses.replace(options, gpu_resource=True)
         with dask_client(options) as client:
             plan = resolve_device(client, device, needs_models)
             report.device = plan.device if needs_models else ""

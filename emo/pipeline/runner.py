@@ -7,6 +7,7 @@ the worker plugin then loads the models on GPU workers only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -112,6 +113,14 @@ class ClusterOptions:
     workers: int | None = None
     dashboard_address: str | None = ":8787"
     gpu_resource: bool = False
+
+    def for_clips(self, n_clips: int) -> ClusterOptions:
+        """These options for a run of ``n_clips``: an embedded cluster gets no more workers than clips (an idle
+        worker would still load every model); an existing scheduler is used as it is."""
+        if self.scheduler or n_clips < 1:
+            return self
+        wanted = self.workers or default_workers()
+        return dataclasses.replace(self, workers=min(wanted, n_clips)) if wanted >= 1 else self
 
 
 @contextmanager

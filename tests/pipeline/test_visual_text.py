@@ -355,3 +355,12 @@ def test_device_cuda_without_gpu_worker_fails_at_once(scheduler: str, av_dataset
 def test_embedded_cluster_workers_advertise_a_gpu_for_cuda_runs() -> None:
     with dask_client(ClusterOptions(workers=1, gpu_resource=True, dashboard_address=None)) as client:
         assert len(gpu_workers(client)) == 1
+
+
+def test_embedded_cluster_starts_no_more_workers_than_clips() -> None:
+    # every embedded worker loads every model, busy or not
+    assert ClusterOptions(workers=2).for_clips(1).workers == 1
+    assert ClusterOptions(workers=2).for_clips(5).workers == 2
+    assert ClusterOptions().for_clips(1).workers == 1
+    remote = ClusterOptions(scheduler="tcp://10.0.0.1:8786")
+    assert remote.for_clips(1) == remote  # an existing cluster is used as it is
