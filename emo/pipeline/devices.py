@@ -13,9 +13,13 @@ tasks exactly as above but compute on that device instead, so the routing can be
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from distributed import Client
@@ -55,9 +59,21 @@ def routing_hook() -> str | None:
 
 
 def local_cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
+    """``torch.cuda.is_available()`` in this process. Where torch is not loaded (the extract driver, which
+    never needs it) the same answer without importing it: torch built with CUDA kernels, and the CUDA driver
+    reporting at least one visible device."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return bool(torch.cuda.is_available())
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None or not any((Path(spec.origin).parent / "lib").glob("libtorch_cuda*")):
+        return False
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
 
 
 def embedded_gpu_workers(requested: str, needs_models: bool) -> bool:
@@ -104,7 +120,8 @@ def resolve_device(client: Client, requested: str, needs_models: bool) -> Device
             "CUDA device there (CPU-only torch, or no driver)"
         )
     if blind:
-        log.warning("--device auto: worker(s) %s advertise a GPU but torch sees no CUDA there; using the CPU",
-                    ", ".join(blind))
+        log.warning(
+            "--device auto: worker(s) %s advertise a GPU but torch sees no CUDA there; using the CPU", ", ".join(blind)
+        )
         return DevicePlan(reason="--device auto: GPU workers without CUDA")
     return DevicePlan(device="cuda", gpu_resource=True, reason=f"--device {requested}: {len(gpus)} GPU worker(s)")

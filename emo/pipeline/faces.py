@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from emo.errors import UsageError
@@ -190,6 +188,7 @@ class FaceDetector:
             )
         if batch_size < 1:
             raise UsageError(f"batch_size must be positive, got {batch_size}")
+        import torch  # here, not at module level: the driver uses this module's geometry without torch
         from facenet_pytorch import MTCNN
 
         self.min_face_size = int(min_face_size)
@@ -251,6 +250,9 @@ class FaceDetector:
         scale: tuple[float, float],
         result: FaceDetections,
     ) -> None:
+        import torch
+        import torch.nn.functional as F
+
         batch = torch.from_numpy(np.stack(frames)).to(self.device)
         if batch.shape[1:3] != size:
             nchw = batch.permute(0, 3, 1, 2).float()
@@ -281,6 +283,9 @@ class FaceDetector:
 
     def _refine(self, frames: list[np.ndarray], indices: list[int], result: FaceDetections) -> None:
         """Run O-Net on full-resolution crops of the detected boxes, the way MTCNN's third stage crops."""
+        import torch
+        import torch.nn.functional as F
+
         crops, squares, kept = [], [], []
         for frame, i in zip(frames, indices, strict=True):
             if not result.found[i]:

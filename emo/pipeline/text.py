@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.models import file_sha256
@@ -79,9 +78,7 @@ def _weight_files(directory: Path) -> list[Path]:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             missing = [s for s in shards if not (directory / s).is_file()]
             if missing:
-                raise MissingModelError(
-                    f"text model {directory}: shards listed in {name} are missing: {missing}"
-                )
+                raise MissingModelError(f"text model {directory}: shards listed in {name} are missing: {missing}")
             return [directory / s for s in shards]
     raise MissingModelError(
         f"text model directory {directory} has no weights file ({', '.join(_WEIGHT_FILES + _WEIGHT_INDEXES)})"
@@ -99,21 +96,12 @@ def resolve_text_model(model: str | os.PathLike[str]) -> tuple[Path, str]:
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise MissingModelError(
-                f"text model directory {path} has no config.json (not a transformers model)"
-            )
+            raise MissingModelError(f"text model directory {path} has no config.json (not a transformers model)")
         _weight_files(path)
         return path.resolve(), "directory"
     if path.exists():
-        raise UsageError(
-            f"text model {text!r} is a file; give a model directory or a Hugging Face model name"
-        )
-    if (
-        path.is_absolute()
-        or text.startswith((".", "~"))
-        or text.count("/") > 1
-        or os.sep in text.replace("/", "")
-    ):
+        raise UsageError(f"text model {text!r} is a file; give a model directory or a Hugging Face model name")
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
         raise MissingModelError(f"text model directory {path} does not exist")
 
     from huggingface_hub import snapshot_download
@@ -168,28 +156,42 @@ def weights_sha256(model: str | os.PathLike[str]) -> str:
     return hashlib.sha256("\n".join(identity["sha256"]).encode()).hexdigest()
 
 
+def _json_file(path: Path) -> dict[str, Any]:
+    """A model directory's JSON file as a dict ({} when the file is absent)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise MissingModelError(f"cannot read {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise MissingModelError(f"{path} does not hold a JSON object")
+    return data
+
+
 def _describe(
-    model_name: str,
-    model_dir: Path,
-    source: str,
-    config: Any,
-    architecture: str,
-    tokenizer: Any,
-    max_length: int,
-    weights: dict[str, Any],
+    model_name: str, model_dir: Path, source: str, max_length: int, weights: dict[str, Any]
 ) -> dict[str, Any]:
-    raw = json.loads((model_dir / "config.json").read_text())
+    config = _json_file(model_dir / "config.json")
+    missing = [key for key in ("model_type", "hidden_size") if key not in config]
+    if missing:
+        raise MissingModelError(
+            f"text model {model_dir}: config.json has no {', '.join(missing)} (not a transformers encoder config)"
+        )
+    tokenizer = _json_file(model_dir / "tokenizer_config.json")
+    model_type = str(config["model_type"])
     return {
         "model": model_name,
         "model_dir": str(model_dir),
         "source": source,
-        "config_name_or_path": raw.get("_name_or_path"),
-        "model_type": config.model_type,
-        "architecture": architecture,
-        "hidden_size": int(config.hidden_size),
-        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
-        "tokenizer": type(tokenizer).__name__,
-        "vocab_size": getattr(tokenizer, "vocab_size", None),
+        "config_name_or_path": config.get("_name_or_path"),
+        "model_type": model_type,
+        "architecture": f"transformers AutoModel for model_type {model_type!r}: the base encoder, no task head",
+        "checkpoint_architectures": config.get("architectures"),
+        "hidden_size": int(config["hidden_size"]),
+        "num_hidden_layers": config.get("num_hidden_layers"),
+        "tokenizer": tokenizer.get("tokenizer_class") or f"transformers AutoTokenizer for {model_type!r}",
+        "vocab_size": config.get("vocab_size"),
         "max_length": max_length,
         "truncation": True,
         "outputs": {
@@ -203,23 +205,12 @@ def _describe(
 
 
 def describe_text_model(model: str | os.PathLike[str], max_length: int = 128) -> dict[str, Any]:
-    """What :meth:`TextEncoder.provenance` says for ``TextEncoder(model, max_length=max_length)``, without
-    loading the weights (the config and tokenizer are read, the weights hashed): the driver describes the
-    store's arrays before any worker loads the model. Raises like :func:`check_text_model`."""
-    from transformers import AutoConfig, AutoTokenizer
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
-
+    """What :meth:`TextEncoder.provenance` says for ``TextEncoder(model, max_length=max_length)``, read from the
+    model's files (``config.json``, ``tokenizer_config.json``, the weights' sha256) without importing
+    transformers or torch: the driver describes the store's arrays before any worker loads the model, in a
+    fraction of a second and without torch's memory. Raises like :func:`check_text_model`."""
     model_dir, source = resolve_text_model(model)
-    try:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    except OSError as e:
-        raise MissingModelError(f"cannot load text model from {model_dir}: {e}") from e
-    # AutoModel's class for this config, by name: importing the class itself would import its modelling code
-    architecture = MODEL_MAPPING_NAMES.get(config.model_type) or (config.architectures or ["unknown"])[0]
-    return _describe(
-        str(model), model_dir, source, config, architecture, tokenizer, max_length, weights_identity(model_dir)
-    )
+    return _describe(str(model), model_dir, source, max_length, weights_identity(model_dir))
 
 
 class TextEncoder:
@@ -272,16 +263,7 @@ class TextEncoder:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of the model, tokenizer, pooling and weights (for the store's attributes)."""
-        return _describe(
-            self.model_name,
-            self.model_dir,
-            self.source,
-            self.model.config,
-            type(self.model).__name__,
-            self.tokenizer,
-            self.max_length,
-            self.weights_identity(),
-        )
+        return _describe(self.model_name, self.model_dir, self.source, self.max_length, self.weights_identity())
 
     def encode(self, texts: list[str]) -> list[TextEmbedding]:
         """Embed each text; empty or whitespace-only texts are refused (ValueError naming their indices), the
@@ -298,9 +280,9 @@ class TextEncoder:
                 f"{len(empty)} empty text(s) at indices {empty[:10]}: mark them missing, do not encode them"
             )
         out: list[TextEmbedding | None] = [None] * len(texts)
-        order = sorted(
-            range(len(texts)), key=lambda i: len(texts[i])
-        )  # similar lengths share a batch: less padding
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
+        import torch
+
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -309,9 +291,9 @@ class TextEncoder:
 
     def _encode_batch(self, texts: list[str], indices: list[int], out: list[TextEmbedding | None]) -> None:
         full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+            self.device
+        )
         hidden = self.model(**enc).last_hidden_state.float().cpu().numpy()
         mask = enc["attention_mask"].cpu().numpy().astype(bool)
         for j, i in enumerate(indices):

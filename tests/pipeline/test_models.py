@@ -18,6 +18,8 @@ from safetensors.torch import save_file
 
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.models import (
+    RESNET18_IMAGENET_URL,
+    RESNET50_IMAGENET_URL,
     available_models,
     check_visual_weights,
     get_backbone,
@@ -49,6 +51,12 @@ def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(home))
     assert Path(torch.hub.get_dir()) == home / "hub"
     return home
+
+
+def test_imagenet_urls_are_torchvisions() -> None:
+    # the registry names torchvision's weights without importing torchvision: the same files
+    assert torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url == RESNET18_IMAGENET_URL
+    assert torchvision.models.ResNet50_Weights.DEFAULT.url == RESNET50_IMAGENET_URL
 
 
 def test_registry_lists_the_backbones_with_their_sizes() -> None:
@@ -120,9 +128,7 @@ def test_missing_imagenet_weights_fail_fast_naming_file_and_directory(empty_torc
     assert time.perf_counter() - t0 < 5
 
 
-def test_imagenet_reads_the_file_at_torchvisions_cache_path(
-    empty_torch_home: Path, crops: np.ndarray
-) -> None:
+def test_imagenet_reads_the_file_at_torchvisions_cache_path(empty_torch_home: Path, crops: np.ndarray) -> None:
     target = empty_torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     target.parent.mkdir(parents=True)
     torch.save(resnet18_state_dict(seed=5), target)
@@ -140,17 +146,13 @@ def test_wrong_or_unreadable_state_dicts_are_refused(tmp_path: Path) -> None:
     torch.manual_seed(0)
     r50 = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50().state_dict(), r50)
-    with pytest.raises(
-        UsageError, match=r"resnet50\.pth does not fit resnet18: .*unexpected keys.*shape mismatches"
-    ):
+    with pytest.raises(UsageError, match=r"resnet50\.pth does not fit resnet18: .*unexpected keys.*shape mismatches"):
         load_visual_model("resnet18", r50)
     partial = tmp_path / "partial.pt"
     sd = resnet18_state_dict(seed=1)
     del sd["layer4.1.bn2.weight"]
     torch.save(sd, partial)
-    with pytest.raises(
-        UsageError, match=r"partial\.pt does not fit resnet18: 1 missing keys \(layer4\.1\.bn2\.w"
-    ):
+    with pytest.raises(UsageError, match=r"partial\.pt does not fit resnet18: 1 missing keys \(layer4\.1\.bn2\.w"):
         load_visual_model("resnet18", partial)
     not_sd = tmp_path / "not-a-state-dict.pt"
     torch.save({"epoch": 3}, not_sd)
@@ -178,10 +180,7 @@ def test_efficientnet_lite0_imagenet_weights_work_offline(crops: np.ndarray) -> 
     # photos (285 Egyptian cat, 967 espresso).
     fc = torch.load(check_visual_weights("efficientnet-lite0"), map_location="cpu", weights_only=True)
     photos = np.stack(
-        [
-            np.asarray(Image.fromarray(p).resize((224, 224)))
-            for p in (skimage.data.chelsea(), skimage.data.coffee())
-        ]
+        [np.asarray(Image.fromarray(p).resize((224, 224))) for p in (skimage.data.chelsea(), skimage.data.coffee())]
     )
     logits = model.embed(photos) @ fc["_fc.weight"].numpy().T + fc["_fc.bias"].numpy()
     assert logits.argmax(axis=1).tolist() == [285, 967]

