@@ -294,6 +294,24 @@ def _truncate(arr: zarr.Array, length: int) -> None:
         refresh_after_trim(arr)
 
 
+def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | None:
+    """Ids of the clips committed to the store at ``location`` when it was written with ``config_hash`` (an
+    empty set when there is no store yet), read without the writer lock; None when a writer would refuse it
+    or it cannot be read. A peek that lets ``extract`` start its workers before opening the store; the
+    store's writer (``StoreWriter.open``) remains the authority and says what is wrong."""
+    try:
+        if not location.exists():
+            return set()
+        group = zarr.open_group(location.zarr_store(read_only=True), mode="r")
+        attrs = dict(group.attrs)
+        if attrs.get("extraction", {}).get("config_hash") != config_hash:
+            return None
+        rows = int(attrs.get(ROWS_ATTR, 0))
+        return set(np.asarray(group["clips/clip_id"][:rows]).tolist()) if rows else set()
+    except Exception:  # noqa: BLE001 - anything odd is for StoreWriter.open to report
+        return None
+
+
 def _check_writable(location: StoreLocation) -> None:
     if not location.is_local:
         return

@@ -8,21 +8,22 @@ import math
 import platform
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from emo.features_store.derived import drop_derived
-from emo.features_store.location import parse_location
+from emo.features_store.location import StoreLocation, parse_location
 from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
-from emo.features_store.writer import ClipResult, StoreWriter
+from emo.features_store.writer import ClipResult, StoreWriter, committed_clip_ids
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
-from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers, resolve_device
+from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers
 from emo.pipeline.extractors import build_extractors, pin_config
-from emo.pipeline.runner import ClusterOptions, dask_client, n_workers, run_batches
+from emo.pipeline.runner import ClusterOptions, ClusterStart, n_workers, run_batches
 from emo.pipeline.timing import total
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,35 @@ def models_used(config: ExtractionConfig) -> dict[str, str]:
     return out
 
 
+def _expected_clips(location: StoreLocation, scan: DatasetScan, config_hash: str, overwrite: bool) -> int:
+    """How many clips the run will extract, from a peek at the store (0 when its writer would refuse it)."""
+    if overwrite:
+        return len(scan.records)
+    done = committed_clip_ids(location, config_hash)
+    return 0 if done is None else sum(r.clip_id not in done for r in scan.records)
+
+
+def _cluster_start(
+    cluster: ClusterOptions | None, n_clips: int, device: str, needs_models: bool, config: ExtractionConfig
+) -> ClusterStart | None:
+    """Workers for ``n_clips`` clips, starting in the background (None when there is nothing to extract)."""
+    if n_clips < 1:
+        return None
+    options = (cluster or ClusterOptions()).for_clips(n_clips)
+    if not options.scheduler and embedded_gpu_workers(device, needs_models):
+        options = dataclasses.replace(options, gpu_resource=True)
+    return ClusterStart(options, config, device, needs_models)
+
+
+@contextmanager
+def _closing(start: ClusterStart | None) -> Iterator[ClusterStart | None]:
+    try:
+        yield start
+    finally:
+        if start is not None:
+            start.close()
+
+
 def default_batch_size(n_clips: int, workers: int) -> int:
     """Clips per task: about four tasks per worker for load balance, at most 32 clips per task."""
     return max(1, min(32, math.ceil(n_clips / (4 * workers))))
@@ -186,35 +216,41 @@ def extract(
     for ex in extractors:
         ex.preflight()
     needs_models = any(ex.modality != "audio" for ex in extractors)
-    label_index = {name: i for i, name in enumerate(scan.labels)}
-    specs = [spec for ex in extractors for spec in ex.array_specs]
     location = parse_location(store, storage_options)
-    report = ExtractionReport(
-        store=location.display,
-        adapter=scan.adapter,
-        n_clips=len(scan.records),
-        skipped_files=scan.skipped,
-        models=models_used(config),
-    )
-    for modality, model in report.models.items():
-        log.info("%s: %s", modality, model)
+    with ExitStack() as stack:
+        # Workers start and load their models while this process describes the arrays and opens the store,
+        # unless a peek at the store says there is nothing to do or its writer will refuse it.
+        expected = _expected_clips(location, scan, config.hash(), overwrite)
+        early = stack.enter_context(_closing(_cluster_start(cluster, expected, device, needs_models, config)))
+        label_index = {name: i for i, name in enumerate(scan.labels)}
+        specs = [spec for ex in extractors for spec in ex.array_specs]
+        report = ExtractionReport(
+            store=location.display,
+            adapter=scan.adapter,
+            n_clips=len(scan.records),
+            skipped_files=scan.skipped,
+            models=models_used(config),
+        )
+        for modality, model in report.models.items():
+            log.info("%s: %s", modality, model)
 
-    def committed(total: int, added: int) -> None:
-        log.info("committed %d clips to %s (%d in the store)", added, location.display, total)
+        def committed(total: int, added: int) -> None:
+            log.info("committed %d clips to %s (%d in the store)", added, location.display, total)
 
-    writer = StoreWriter.open(
-        location,
-        specs=specs,
-        labels=scan.labels,
-        dataset=scan.describe(),
-        extraction={"config": config.to_dict(), "config_hash": config.hash()},
-        software=software_versions(),
-        chunk_rows=chunk_rows,
-        overwrite=overwrite,
-        flush_seconds=flush_seconds,
-        on_commit=committed,
-    )
-    with writer:
+        writer = stack.enter_context(
+            StoreWriter.open(
+                location,
+                specs=specs,
+                labels=scan.labels,
+                dataset=scan.describe(),
+                extraction={"config": config.to_dict(), "config_hash": config.hash()},
+                software=software_versions(),
+                chunk_rows=chunk_rows,
+                overwrite=overwrite,
+                flush_seconds=flush_seconds,
+                on_commit=committed,
+            )
+        )
         done = writer.done_clip_ids()
         todo = [r for r in scan.records if r.clip_id not in done]
         report.n_already_done = len(scan.records) - len(todo)
@@ -240,22 +276,22 @@ def extract(
             if progress is not None:
                 progress(report.n_written, len(todo))
 
-        options = (cluster or ClusterOptions()).for_clips(len(todo))
-        if not options.scheduler and embedded_gpu_workers(device, needs_models):
-            options = dataclasses.replace(options, gpu_resource=True)
-        with dask_client(options) as client:
-            plan = resolve_device(client, device, needs_models)
-            report.device = plan.device if needs_models else ""
-            if needs_models:
-                log.info("model stages on %s (%s)", plan.device, plan.reason)
-            # with GPU routing only the GPU workers take the tasks: size batches for them
-            workers = len(gpu_workers(client)) if plan.gpu_resource else n_workers(client)
-            size = batch_size or default_batch_size(len(todo), workers)
-            if on_start is not None:
-                on_start(scan, len(todo), client.dashboard_link)
-            try:
-                run_batches(client, todo, config, size, on_result, plan=plan)
-            except KeyboardInterrupt:
-                report.interrupted = True
+        start = early or stack.enter_context(
+            _closing(_cluster_start(cluster, len(todo), device, needs_models, config))
+        )
+        assert start is not None
+        client, plan = start.result()
+        report.device = plan.device if needs_models else ""
+        if needs_models:
+            log.info("model stages on %s (%s)", plan.device, plan.reason)
+        # with GPU routing only the GPU workers take the tasks: size batches for them
+        workers = len(gpu_workers(client)) if plan.gpu_resource else n_workers(client)
+        size = batch_size or default_batch_size(len(todo), workers)
+        if on_start is not None:
+            on_start(scan, len(todo), client.dashboard_link)
+        try:
+            run_batches(client, todo, config, size, on_result, plan=plan)
+        except KeyboardInterrupt:
+            report.interrupted = True
     report.seconds = time.monotonic() - started
     return report

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from emo.errors import EmoError, UsageError
 from emo.features_store.writer import ClipResult
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
-from emo.pipeline.devices import GPU_RESOURCE, DevicePlan
+from emo.pipeline.devices import GPU_RESOURCE, DevicePlan, resolve_device
 from emo.pipeline.extractors import Extractor, build_extractors
 from emo.pipeline.process import failure_result, process_clips
 from emo.pipeline.timing import record_pending
@@ -162,6 +163,54 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
         cluster.close()
 
 
+class ClusterStart:
+    """Connects to the cluster (or starts the embedded one), resolves the device plan and has every worker load
+    the run's extractors (:class:`ExtractorSetup`; workers joining later load them on arrival), on a
+    background thread: workers start and load their models while the driver describes the arrays and opens
+    the store. :meth:`result` waits and raises what the start raised; :meth:`close` shuts everything down,
+    without waiting for models still loading."""
+
+    def __init__(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
+        self._stack = ExitStack()
+        self._client: Client | None = None
+        self._ready: tuple[Client, DevicePlan] | None = None
+        self._error: BaseException | None = None
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._start, args=(options, config, device, needs_models), name="emo-cluster-start", daemon=True
+        )
+        self._thread.start()
+
+    def _start(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
+        try:
+            self._client = client = self._stack.enter_context(dask_client(options))
+            if self._closing.is_set():
+                return
+            plan = resolve_device(client, device, needs_models)
+            client.register_plugin(ExtractorSetup(config, plan))
+            self._ready = (client, plan)
+        except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread by result()
+            self._error = exc
+
+    def result(self) -> tuple[Client, DevicePlan]:
+        """The client and the device plan, once every worker has its extractors."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._ready is None:
+            raise ClusterLost("the cluster was closed before it was ready")
+        return self._ready
+
+    def close(self) -> None:
+        """Close the client and the embedded cluster, whether the start finished, failed or is still running."""
+        self._closing.set()
+        if self._thread.is_alive() and self._client is not None:
+            with suppress(Exception):  # the pending plugin registration fails at once instead of loading models
+                self._client.close()
+        self._thread.join()
+        self._stack.close()
+
+
 def n_workers(client: Client) -> int:
     return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
 
@@ -182,13 +231,14 @@ def run_batches(
     or the task raised) is split into one task per clip; a clip that still fails alone is returned as failed
     with the reason, so one poison clip cannot sink the run.
 
+    Workers load their extractors on their first task when :class:`ClusterStart` has not already had them do so.
+
     Dask blames a dead worker on every task assigned to it (``KilledWorker`` after ``allowed-failures`` + 1
     deaths), including tasks that were only queued behind the one that killed it. Tasks announce when they
     start running (``STARTED_TOPIC`` events), so a clip is marked failed only if it was running each time; one
     that was merely waiting is submitted again (at most ``MAX_REQUEUES`` times).
     """
     plan = plan or DevicePlan()
-    client.register_plugin(ExtractorSetup(config, plan))
     live: set[str] = set()  # keys of this run's tasks not yet handled
     started: Counter[str] = Counter()  # key -> how often it started running (workers die, tasks rerun)
     requeued: Counter[str] = Counter()  # clip id -> submissions after dying only queued

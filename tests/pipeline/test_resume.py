@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -12,9 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 from conftest import emo_cmd, read_rows, run_emo
 
+from emo.errors import UsageError
 from emo.features_store import FeatureStore
+from emo.features_store.writer import StoreWriter
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.runner import ClusterOptions
+
+extract_module = importlib.import_module("emo.pipeline.extract")  # the package exports a function of that name
 
 #: Every modality (the default features), untrained visual weights (no ImageNet ResNet offline), few frames.
 FAST = ("--visual-weights", "random", "--fps", "2")
@@ -78,3 +86,38 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
     for path in ("video/faces/probs", "video/face/values", "text/tokens/values"):  # ragged rows line up too
         assert fs.offsets(path.rsplit("/", 1)[0])[-1] == len(fs.read(path)) > 0
     assert np.isfinite(fs.read("video/summary")).all() and np.isfinite(fs.read("text/cls")).all()
+
+
+def test_workers_start_while_the_store_opens_and_never_for_nothing(
+    demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the cluster comes up (and loads its models) in the background before the driver opens the store; a run
+    # with nothing left to do, or one the store refuses, starts no cluster at all
+    events: list[str] = []
+    real_start, real_open = extract_module.ClusterStart, extract_module.StoreWriter.open
+
+    class RecordingStart(real_start):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            events.append("cluster")
+            super().__init__(*args, **kwargs)
+
+    def recording_open(*args: object, **kwargs: object) -> StoreWriter:
+        events.append("store")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "ClusterStart", RecordingStart)
+    monkeypatch.setattr(extract_module.StoreWriter, "open", staticmethod(recording_open))
+    store, options = str(tmp_path / "s.zarr"), ClusterOptions(workers=1, dashboard_address=None)
+    audio = ExtractionConfig(features=("mfcc",))
+
+    report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
+    assert events == ["cluster", "store"] and report.n_written == 24
+    events.clear()
+    started = time.monotonic()
+    report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
+    assert events == ["store"] and report.n_already_done == 24 and report.n_written == 0
+    assert time.monotonic() - started < 10
+    events.clear()
+    with pytest.raises(UsageError, match="different configuration"):
+        extract_module.extract(demo_dir, store, config=ExtractionConfig(features=("mfcc",), n_mfcc=20), cluster=options)
+    assert events == ["store"]
