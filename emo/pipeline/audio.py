@@ -3,7 +3,6 @@ amplitude normalisation."""
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 
 PEAK_DBFS = -1.0
@@ -26,6 +25,8 @@ def spectral_subtraction(
     """
     if samples.size < n_fft:
         return samples.copy()
+    import librosa  # imported where it computes: the extract driver never does
+
     stft = librosa.stft(samples, n_fft=n_fft, hop_length=hop_length)
     magnitude, phase = np.abs(stft), np.angle(stft)
     energy = (magnitude**2).sum(axis=0)

@@ -179,15 +179,18 @@ def test_poison_clip_is_marked_failed(poison_dir: Path, tmp_path: Path, poison_c
     others = clips.drop(index="angry/long_recording")
     assert set(others["status_audio"]) == {"ok"} and not others["error"].any(), others[["status_audio", "error"]]
     assert report["failures"] == {"worker died": {"count": 1, "clip_ids": ["angry/long_recording"]}}
-    # the clip queued behind the poison on the dying worker (Dask blames it too) was run again, not failed
-    assert re.search(r"clip \S+ was queued on workers that died; submitting it again", proc.stderr), proc.stderr
 
     # the worker process was really killed by its nanny for exceeding its memory limit, once per attempt
     worker_log = (poison_cluster.tmp / "worker-small.log").read_text()
     kills = re.findall(r"exceeded 95% memory budget\. Restarting", worker_log)
     assert len(kills) == POISON_ALLOWED_FAILURES + 1, worker_log[-3000:]
     scheduler_log = (poison_cluster.tmp / "scheduler.log").read_text()
-    assert re.search(r"Task emo-extract-\S+ marked as failed because 2 workers died", scheduler_log), scheduler_log
+    blamed = set(re.findall(r"Task (emo-extract-\S+) marked as failed because 2 workers died", scheduler_log))
+    assert blamed, scheduler_log
+    # Dask also fails a clip that was only queued behind the poison on the dying worker (whether one was
+    # depends on the order the restarted worker got its tasks in): each such clip was run again, not failed
+    requeued = re.findall(r"clip \S+ was queued on workers that died; submitting it again", proc.stderr)
+    assert len(requeued) == len(blamed) - 1, (proc.stderr, scheduler_log)
     _verified(store)
 
 

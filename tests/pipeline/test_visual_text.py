@@ -185,7 +185,7 @@ def test_driver_side_provenance_is_the_loaded_models_own(weights: Path) -> None:
 
 def test_the_driver_checks_and_describes_every_model_without_torch(weights: Path, tmp_path: Path) -> None:
     # what `emo extract` does before any worker starts: validate, pin, pre-flight, describe the arrays, name the
-    # models, probe for a GPU; torch (hundreds of MB, seconds to import) stays out of the driver process
+    # models, probe for a GPU; torch and librosa (hundreds of MB, seconds to import) stay out of the driver
     (tmp_path / "torch_home" / "hub" / "checkpoints").mkdir(parents=True)
     script = f"""
 import json, sys
@@ -194,7 +194,7 @@ from emo.pipeline.devices import local_cuda_available
 from emo.pipeline.extract import models_used
 from emo.pipeline.extractors import build_extractors, pin_config
 from emo.pipeline.models import torch_hub_dir
-config = pin_config(ExtractionConfig(features=("mfcc", "faces", "face", "summary", "text"),
+config = pin_config(ExtractionConfig(features=("mfcc", "mel", "egemaps", "faces", "face", "summary", "text"),
                                      visual_model="resnet18", visual_weights={str(weights)!r}))
 extractors = build_extractors(config)
 for ex in extractors:
@@ -203,7 +203,8 @@ specs = {{p: s.attrs for ex in extractors for s in ex.array_specs for p in s.arr
 models = models_used(config)
 cuda = local_cuda_available()
 hub = str(torch_hub_dir())
-loaded = sorted(m for m in ("torch", "torchvision", "facenet_pytorch", "transformers") if m in sys.modules)
+heavy = ("torch", "torchvision", "facenet_pytorch", "transformers", "librosa", "scipy")
+loaded = sorted(m for m in heavy if m in sys.modules)
 import torch
 print(json.dumps({{"loaded": loaded, "cuda": [cuda, torch.cuda.is_available()], "hub": [hub, torch.hub.get_dir()],
                   "text": specs["text/cls"]["model"]["hidden_size"], "models": sorted(models)}}))

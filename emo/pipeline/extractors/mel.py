@@ -1,8 +1,13 @@
-"""Log-mel spectrogram frames (librosa), the audio front-end of the spectral features."""
+"""Log-mel spectrogram frames (librosa), the audio front-end of the spectral features.
+
+librosa (and scipy, which it loads) is imported where features are computed, on the workers: the extract
+driver only describes the arrays.
+"""
 
 from __future__ import annotations
 
-import librosa
+import importlib.metadata
+
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec
@@ -32,6 +37,8 @@ def mel_params(config: ExtractionConfig) -> dict[str, object]:
 
 def log_mel(samples: np.ndarray, config: ExtractionConfig) -> np.ndarray:
     """[T, n_mels] log-mel power in dB re 1.0 (absolute, so loudness differences between clips survive)."""
+    import librosa
+
     mel = librosa.feature.melspectrogram(y=samples, **mel_params(config))
     return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=None).T.astype(np.float32)
 
@@ -44,7 +51,7 @@ def audio_provenance(config: ExtractionConfig, extractor: str, **params: object)
     """Attributes shared by the audio feature arrays."""
     return {
         "extractor": extractor,
-        "extractor_version": f"librosa {librosa.__version__}",
+        "extractor_version": f"librosa {importlib.metadata.version('librosa')}",
         "params": {**params, "denoise": config.denoise, "normalize": config.normalize},
         "sample_rate_hz": config.sample_rate,
         "frame_rate_hz": config.sample_rate / config.hop_length,

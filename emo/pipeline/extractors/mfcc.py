@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec
@@ -16,6 +15,8 @@ DELTA_WIDTH = 9
 
 def mfcc_from_log_mel(log_mel_frames: np.ndarray, config: ExtractionConfig) -> np.ndarray:
     """[T, n_mfcc * (1 + deltas)]: DCT-II (ortho) of the dB mel frames, then librosa deltas along time."""
+    import librosa
+
     coeffs = librosa.feature.mfcc(S=log_mel_frames.T, n_mfcc=config.n_mfcc, dct_type=2, norm="ortho")
     parts = [coeffs]
     n = coeffs.shape[1]
