@@ -258,7 +258,11 @@ class FaceDetector:
             # of the visual pass (8 frames of 720p: 88 MB); the downscaled frames are the same either way
             small = [
                 F.interpolate(
-                    torch.from_numpy(frame).to(self.device).permute(2, 0, 1)[None].float(),
+                    # (torch warns on read-only arrays, e.g. frames of a memory-mapped file: copy those)
+                    torch.from_numpy(frame if frame.flags.writeable else frame.copy())
+                    .to(self.device)
+                    .permute(2, 0, 1)[None]
+                    .float(),
                     size=size,
                     mode="bilinear",
                     antialias=True,
