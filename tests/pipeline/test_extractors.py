@@ -109,14 +109,17 @@ def test_unknown_feature_token() -> None:
 
 
 def test_a_worker_keeps_its_set_up_extractors_out_of_garbage_collection() -> None:
-    # a worker process freezes what set-up created: no later collection walks the models' objects, and the
-    # process exits in a fraction of the time (the embedded cluster's close waits for it)
+    # a Dask worker process freezes what set-up created: no later collection walks the models' objects, and
+    # the process exits in a fraction of the time (the embedded cluster's close waits for it)
     script = """
 import gc
 from emo.pipeline.config import ExtractionConfig
-from emo.pipeline.runner import worker_extractors
-before = gc.get_freeze_count()
-worker_extractors(ExtractionConfig(features=("mfcc",)))
+from emo.pipeline.devices import DevicePlan
+from emo.pipeline.runner import ExtractorSetup, worker_extractors
+config = ExtractionConfig(features=("mfcc",))
+worker_extractors(config)
+before = gc.get_freeze_count()  # the library used in-process (a notebook, emo predict) freezes nothing
+ExtractorSetup(config, DevicePlan()).setup(worker=None)
 print(before, gc.get_freeze_count())
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
