@@ -160,7 +160,7 @@ class StoreWriter:
 
     def done_clip_ids(self) -> set[str]:
         """Ids of the clips already committed (a resumed run skips them)."""
-        return set(np.asarray(self.group["clips/clip_id"][: self.rows]).tolist())
+        return _clip_ids(self.group, self.rows)
 
     # -- writing ----------------------------------------------------------------------------------------
     def add(self, result: ClipResult) -> None:
@@ -306,10 +306,13 @@ def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | 
         attrs = dict(group.attrs)
         if attrs.get("extraction", {}).get("config_hash") != config_hash:
             return None
-        rows = int(attrs.get(ROWS_ATTR, 0))
-        return set(np.asarray(group["clips/clip_id"][:rows]).tolist()) if rows else set()
+        return _clip_ids(group, int(attrs.get(ROWS_ATTR, 0)))
     except Exception:  # noqa: BLE001 - anything odd is for StoreWriter.open to report
         return None
+
+
+def _clip_ids(group: zarr.Group, rows: int) -> set[str]:
+    return set(np.asarray(group["clips/clip_id"][:rows]).tolist()) if rows else set()
 
 
 def _check_writable(location: StoreLocation) -> None:

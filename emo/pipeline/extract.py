@@ -8,8 +8,8 @@ import math
 import platform
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -157,24 +157,23 @@ def _expected_clips(location: StoreLocation, scan: DatasetScan, config_hash: str
 
 
 def _cluster_start(
-    cluster: ClusterOptions | None, n_clips: int, device: str, needs_models: bool, config: ExtractionConfig
+    stack: ExitStack,
+    cluster: ClusterOptions | None,
+    n_clips: int,
+    device: str,
+    needs_models: bool,
+    config: ExtractionConfig,
 ) -> ClusterStart | None:
-    """Workers for ``n_clips`` clips, starting in the background (None when there is nothing to extract)."""
+    """Workers for ``n_clips`` clips, starting in the background and closed with ``stack`` (None when there is
+    nothing to extract)."""
     if n_clips < 1:
         return None
     options = (cluster or ClusterOptions()).for_clips(n_clips)
     if not options.scheduler and embedded_gpu_workers(device, needs_models):
         options = dataclasses.replace(options, gpu_resource=True)
-    return ClusterStart(options, config, device, needs_models)
-
-
-@contextmanager
-def _closing(start: ClusterStart | None) -> Iterator[ClusterStart | None]:
-    try:
-        yield start
-    finally:
-        if start is not None:
-            start.close()
+    start = ClusterStart(options, config, device, needs_models)
+    stack.callback(start.close)
+    return start
 
 
 def default_batch_size(n_clips: int, workers: int) -> int:
@@ -221,7 +220,7 @@ def extract(
         # Workers start and load their models while this process describes the arrays and opens the store,
         # unless a peek at the store says there is nothing to do or its writer will refuse it.
         expected = _expected_clips(location, scan, config.hash(), overwrite)
-        early = stack.enter_context(_closing(_cluster_start(cluster, expected, device, needs_models, config)))
+        early = _cluster_start(stack, cluster, expected, device, needs_models, config)
         label_index = {name: i for i, name in enumerate(scan.labels)}
         specs = [spec for ex in extractors for spec in ex.array_specs]
         report = ExtractionReport(
@@ -276,10 +275,7 @@ def extract(
             if progress is not None:
                 progress(report.n_written, len(todo))
 
-        start = early or stack.enter_context(
-            _closing(_cluster_start(cluster, len(todo), device, needs_models, config))
-        )
-        assert start is not None
+        start = early or _cluster_start(stack, cluster, len(todo), device, needs_models, config)
         client, plan = start.result()
         report.device = plan.device if needs_models else ""
         if needs_models:

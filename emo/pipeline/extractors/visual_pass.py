@@ -6,8 +6,8 @@ aligned once, whichever of them asks first. Frames are decoded as a stream at th
 through detection ``FRAME_BATCH`` at a time; only what the store needs is kept (the detections, one embedding
 per found face, a running sum of the aligned crops for the summary image), so a long video never sits in
 memory. Aligned crops wait in one queue shared by all clips of the task and go through the backbone
-``embed_batch(device)`` at a time, so the tail of one clip and the head of the next share a forward pass. The summary
-images of the task (each clip's mean aligned face, seed 001) are embedded together at the end.
+``embed_batch(device)`` at a time, so the tail of one clip and the head of the next share a forward pass. The
+summary images of the task (each clip's mean aligned face, seed 001) are embedded together at the end.
 """
 
 from __future__ import annotations
@@ -35,16 +35,18 @@ log = logging.getLogger(__name__)
 
 #: Sampled frames held at once: the unit of detection (MTCNN batches inside it) and of the memory bound.
 FRAME_BATCH = 16
-#: Aligned crops per backbone forward pass, across frames and clips, by device. On a CPU a small batch is as
-#: fast per crop and holds a quarter of the activations (ResNet-18 at 8: ~60 MB above the model, at 32:
-#: ~250 MB; EfficientNet-Lite0 at 8 is even faster per crop); a GPU wants larger batches.
-EMBED_BATCHES = {"cpu": 8}
+#: Aligned crops per backbone forward pass, across frames and clips. On a CPU a small batch is as fast per
+#: crop and holds a quarter of the activations (ResNet-18 at 8: ~60 MB above the model, at 32: ~250 MB;
+#: EfficientNet-Lite0 at 8 is even faster per crop); a GPU wants larger batches.
+EMBED_BATCH_CPU = 8
 EMBED_BATCH_GPU = 32
 
 
 def embed_batch(device: str) -> int:
     """Crops per backbone forward pass on ``device``."""
-    return EMBED_BATCHES.get(str(device), EMBED_BATCH_GPU)
+    return EMBED_BATCH_CPU if str(device) == "cpu" else EMBED_BATCH_GPU
+
+
 #: Key of a clip's :class:`FaceTrack` (or :class:`Unavailable`) in ``Clip.cache``.
 CACHE_KEY = "visual_pass"
 
@@ -188,7 +190,7 @@ class VisualPass:
             return
         detector = self.detector()
         model = self.model() if self.needs_backbone else None
-        queue = _EmbedQueue(model, embed_batch(self.device)) if model is not None and self.embed_faces else None
+        queue = _EmbedQueue(model, model.batch_size) if model is not None and self.embed_faces else None
         states: list[tuple[Clip, _Accumulator]] = []
         for clip in todo:
             acc = _Accumulator(timings=clip.timings)
@@ -287,7 +289,7 @@ class VisualPass:
         if not tracks:
             return
         try:
-            embeddings = model.embed(np.stack([t.mean_crop for t in tracks]), batch_size=embed_batch(model.device))
+            embeddings = model.embed(np.stack([t.mean_crop for t in tracks]))
         except Exception as exc:  # noqa: BLE001 - recorded on each clip of the batch
             log.debug("backbone failed on a batch of summary images", exc_info=True)
             for track in tracks:
