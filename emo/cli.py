@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import sys
@@ -652,7 +653,12 @@ def demo(directory: str, actors: int, repetitions: int, seed: int, quiet: bool) 
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="emo")
+    try:
+        cli(prog_name="emo")
+    finally:
+        # The command has closed its stores, locks and cluster itself; interpreter teardown then leaves the
+        # objects Dask, Zarr and pandas created to the OS instead of collecting them (exit 0.05 s, not 0.5 s).
+        gc.freeze()
 
 
 if __name__ == "__main__":

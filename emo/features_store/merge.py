@@ -24,11 +24,12 @@ import numpy as np
 
 from emo.errors import StoreError, UsageError
 from emo.features_store.checksums import CHECKSUMS_ATTR
+from emo.features_store.clip_result import ClipResult
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.schema import CLIP_COLUMNS, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.store import FeatureStore
 from emo.features_store.verify import verify_store
-from emo.features_store.writer import ClipResult, StoreWriter, config_differences
+from emo.features_store.writer import StoreWriter, config_differences
 
 log = logging.getLogger(__name__)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import zarr
 
 from emo.errors import StoreError, UsageError
 from emo.features_store.fastread import read_rows
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Root attribute holding the number of committed rows; arrays may hold more after an interrupted write.
 ROWS_ATTR = "rows"
@@ -166,6 +168,8 @@ class FeatureStore:
 
     def clips(self) -> pd.DataFrame:
         """The clip table, one row per clip in store order."""
+        import pandas as pd  # not at module level: the extraction driver opens stores without needing it
+
         data = {name: self.read(f"clips/{name}") for name in CLIP_COLUMN_NAMES if f"clips/{name}" in self.group}
         df = pd.DataFrame(data)
         for name, col in df.items():

@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,27 +22,14 @@ from zarr.codecs import BloscCodec
 import emo
 from emo.errors import StoreError, UsageError
 from emo.features_store.checksums import record_checksums, recorded, refresh_after_trim
+from emo.features_store.clip_result import ClipResult
 from emo.features_store.location import StoreLocation, parse_location
-from emo.features_store.lock import LOCK_NAME, StoreLock
+from emo.features_store.lock import LOCK_NAME, StoreLock, active_writer
 from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.store import ROWS_ATTR, check_version
 
 #: Target uncompressed size of one chunk of a ragged (per-frame) array.
 FRAME_CHUNK_BYTES = 4 << 20
-
-
-@dataclass
-class ClipResult:
-    """Everything extracted for one clip: its clip-table values and its feature arrays by store path."""
-
-    columns: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    #: seconds of compute by stage (``emo.pipeline.timing``), measured where the clip was processed; not stored
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def clip_id(self) -> str:
-        return str(self.columns["clip_id"])
 
 
 def _now() -> str:
@@ -297,9 +283,12 @@ def _truncate(arr: zarr.Array, length: int) -> None:
 def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | None:
     """Ids of the clips committed to the store at ``location`` when it was written with ``config_hash`` (an
     empty set when there is no store yet), read without the writer lock; None when a writer would refuse it
-    or it cannot be read. A peek that lets ``extract`` start its workers before opening the store; the
+    (another configuration, another writer holds the lock, the location cannot be written) or it cannot be
+    read. A peek that lets ``extract`` start its workers before opening the store; the
     store's writer (``StoreWriter.open``) remains the authority and says what is wrong."""
     try:
+        if not writable_now(location):
+            return None
         if not location.exists():
             return set()
         group = zarr.open_group(location.zarr_store(read_only=True), mode="r")
@@ -311,21 +300,46 @@ def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | 
         return None
 
 
+def writable_now(location: StoreLocation) -> bool:
+    """Whether a writer could open the store at ``location`` now: not read-only, no known reason it cannot be
+    written, no other writer holding the lock. Looks without touching anything (``StoreWriter.open`` decides)."""
+    try:
+        return not (location.is_zip or location.read_only or _write_problem(location)) and (
+            active_writer(location) is None
+        )
+    except OSError:
+        return False
+
+
 def _clip_ids(group: zarr.Group, rows: int) -> set[str]:
     return set(np.asarray(group["clips/clip_id"][:rows]).tolist()) if rows else set()
 
 
-def _check_writable(location: StoreLocation) -> None:
+def _write_problem(location: StoreLocation) -> str | None:
+    """Why a store cannot be written at ``location``, found without touching it (None: no reason known)."""
     if not location.is_local:
-        return
+        return None
     path = location.path
     if path.exists() and not path.is_dir():
-        raise UsageError(f"cannot write a store to {path}: it exists and is not a directory")
+        return f"cannot write a store to {path}: it exists and is not a directory"
     if path.is_dir() and not (path / "zarr.json").exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
-        raise UsageError(
+        return (
             f"cannot write a store to {path}: the directory exists, is not empty and is not an emo store; "
             "choose a new path"
         )
+    parent = next(p for p in path.parents if p.exists())
+    if not path.exists() and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        return f"cannot write a store to {path}: {parent} is not a writable directory"
+    return None
+
+
+def _check_writable(location: StoreLocation) -> None:
+    problem = _write_problem(location)
+    if problem is not None:
+        raise UsageError(problem)
+    if not location.is_local:
+        return
+    path = location.path
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".emo-write-test-{os.getpid()}"

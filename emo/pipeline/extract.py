@@ -15,10 +15,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from emo.features_store.clip_result import ClipResult
 from emo.features_store.derived import drop_derived
 from emo.features_store.location import StoreLocation, parse_location
 from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
-from emo.features_store.writer import ClipResult, StoreWriter, committed_clip_ids
+from emo.features_store.writer import StoreWriter, committed_clip_ids, writable_now
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers
@@ -151,7 +152,7 @@ def models_used(config: ExtractionConfig) -> dict[str, str]:
 def _expected_clips(location: StoreLocation, scan: DatasetScan, config_hash: str, overwrite: bool) -> int:
     """How many clips the run will extract, from a peek at the store (0 when its writer would refuse it)."""
     if overwrite:
-        return len(scan.records)
+        return len(scan.records) if writable_now(location) else 0
     done = committed_clip_ids(location, config_hash)
     return 0 if done is None else sum(r.clip_id not in done for r in scan.records)
 
@@ -221,6 +222,10 @@ def extract(
         # unless a peek at the store says there is nothing to do or its writer will refuse it.
         expected = _expected_clips(location, scan, config.hash(), overwrite)
         early = _cluster_start(stack, cluster, expected, device, needs_models, config)
+        if early is not None:
+            # What this process does next (openSMILE's set-up, Zarr) would hold the GIL and a core while the
+            # cluster starts (0.6 s later on 2 cores); once it is up, it overlaps the workers' model loading.
+            early.wait_connected()
         label_index = {name: i for i, name in enumerate(scan.labels)}
         specs = [spec for ex in extractors for spec in ex.array_specs]
         report = ExtractionReport(
@@ -289,5 +294,6 @@ def extract(
             run_batches(client, todo, config, size, on_result, plan=plan)
         except KeyboardInterrupt:
             report.interrupted = True
+        start.release()  # every result is in: the workers shut down while the writer commits the last rows
     report.seconds = time.monotonic() - started
     return report

@@ -15,6 +15,7 @@ from time import perf_counter
 
 import numpy as np
 
+from emo.features_store.clip_result import ClipResult
 from emo.features_store.schema import (
     MODALITIES,
     STATUS_FAILED,
@@ -24,7 +25,6 @@ from emo.features_store.schema import (
     STATUS_SKIPPED,
     empty_row,
 )
-from emo.features_store.writer import ClipResult
 from emo.pipeline.audio import preprocess
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord

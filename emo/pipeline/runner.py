@@ -27,7 +27,7 @@ from distributed.client import ClosedClientError, FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from emo.errors import EmoError, UsageError
-from emo.features_store.writer import ClipResult
+from emo.features_store.clip_result import ClipResult
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.devices import GPU_RESOURCE, DevicePlan, resolve_device
@@ -173,8 +173,8 @@ class ClusterStart:
     """Connects to the cluster (or starts the embedded one), resolves the device plan and has every worker load
     the run's extractors (:class:`ExtractorSetup`; workers joining later load them on arrival), on a
     background thread: workers start and load their models while the driver describes the arrays and opens
-    the store. :meth:`result` waits and raises what the start raised; :meth:`close` shuts everything down,
-    without waiting for models still loading."""
+    the store. :meth:`result` waits and raises what the start raised; :meth:`release` begins the shutdown
+    and :meth:`close` finishes it, without waiting for models still loading."""
 
     def __init__(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
         self._stack = ExitStack()
@@ -182,6 +182,10 @@ class ClusterStart:
         self._ready: tuple[Client, DevicePlan] | None = None
         self._error: BaseException | None = None
         self._closing = threading.Event()
+        self._connected = threading.Event()
+        self._close_lock = threading.Lock()
+        self._close_thread: threading.Thread | None = None
+        self._close_error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._start, args=(options, config, device, needs_models), name="emo-cluster-start", daemon=True
         )
@@ -189,7 +193,10 @@ class ClusterStart:
 
     def _start(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
         try:
-            self._client = client = self._stack.enter_context(dask_client(options))
+            try:
+                self._client = client = self._stack.enter_context(dask_client(options))
+            finally:
+                self._connected.set()
             if self._closing.is_set():
                 return
             plan = resolve_device(client, device, needs_models)
@@ -197,6 +204,11 @@ class ClusterStart:
             self._ready = (client, plan)
         except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread by result()
             self._error = exc
+
+    def wait_connected(self) -> None:
+        """Wait until the client is connected (the embedded cluster's workers are up), or the start failed; the
+        workers then load their models."""
+        self._connected.wait()
 
     def result(self) -> tuple[Client, DevicePlan]:
         """The client and the device plan, once every worker has its extractors."""
@@ -207,14 +219,34 @@ class ClusterStart:
             raise ClusterLost("the cluster was closed before it was ready")
         return self._ready
 
+    def release(self) -> None:
+        """Start shutting the workers down on a background thread and return: the driver commits the last rows
+        to the store meanwhile. :meth:`close` waits for it."""
+        self._closer()
+
     def close(self) -> None:
         """Close the client and the embedded cluster, whether the start finished, failed or is still running."""
+        self._closer().join()
+        if self._close_error is not None:
+            raise self._close_error
+
+    def _closer(self) -> threading.Thread:
+        with self._close_lock:
+            if self._close_thread is None:
+                self._close_thread = threading.Thread(target=self._shut_down, name="emo-cluster-close", daemon=True)
+                self._close_thread.start()
+            return self._close_thread
+
+    def _shut_down(self) -> None:
         self._closing.set()
-        if self._thread.is_alive() and self._client is not None:
-            with suppress(Exception):  # the pending plugin registration fails at once instead of loading models
-                self._client.close()
-        self._thread.join()
-        self._stack.close()
+        try:
+            if self._thread.is_alive() and self._client is not None:
+                with suppress(Exception):  # the pending plugin registration fails at once instead of loading models
+                    self._client.close()
+            self._thread.join()
+            self._stack.close()
+        except BaseException as exc:  # noqa: BLE001 - raised by close() in the driver's thread
+            self._close_error = exc
 
 
 def n_workers(client: Client) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -125,3 +126,30 @@ print(before, gc.get_freeze_count())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     before, after = map(int, out.stdout.split())
     assert before == 0 and after > 10_000
+
+
+def test_a_worker_imports_its_tasks_without_the_store_writer_libraries() -> None:
+    # unpickling the runner's plugin and tasks imports emo.pipeline.runner; Zarr, pandas and openSMILE (what
+    # the driver's writer and the eGeMAPS set-up need) stay out until something uses them, and the packages'
+    # public names still resolve, emo.pipeline.extract to the function even once its module is loaded
+    script = """
+import json, sys
+import emo.pipeline.runner
+heavy = ("zarr", "pandas", "opensmile", "torch", "librosa")
+loaded = sorted(m for m in heavy if m in sys.modules)
+import emo.features_store, emo.pipeline
+import emo.pipeline.extract  # the module of the same name as the function
+names = {p.__name__: {n: type(getattr(p, n)).__name__ for n in p.__all__} for p in (emo.features_store, emo.pipeline)}
+from emo.pipeline import extract
+print(json.dumps({"loaded": loaded, "names": names, "extract": [extract.__module__, callable(extract)]}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert seen["names"]["emo.features_store"] == {
+        "CLIP_COLUMNS": "tuple", "STORE_VERSION": "int", "ClipResult": "type", "FeatureStore": "type",
+        "SequenceSpec": "type", "StoreLocation": "type", "StoreWriter": "type", "VectorSpec": "type",
+        "parse_location": "function",
+    }
+    assert seen["names"]["emo.pipeline"]["extract"] == "function" and len(seen["names"]["emo.pipeline"]) == 8
+    assert seen["extract"] == ["emo.pipeline.extract", True]

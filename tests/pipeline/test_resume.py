@@ -16,8 +16,10 @@ import psutil
 import pytest
 from conftest import emo_cmd, read_rows, run_emo
 
-from emo.errors import UsageError
+from emo.errors import StoreError, UsageError
 from emo.features_store import FeatureStore
+from emo.features_store.location import parse_location
+from emo.features_store.lock import StoreLock
 from emo.features_store.writer import StoreWriter
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.runner import ClusterOptions
@@ -91,33 +93,56 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
 def test_workers_start_while_the_store_opens_and_never_for_nothing(
     demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the cluster comes up (and loads its models) in the background before the driver opens the store; a run
+    # the cluster comes up in the background, and the driver opens the store once the workers are connected
+    # (while they load their models); the workers are released before the writer commits its last rows; a run
     # with nothing left to do, or one the store refuses, starts no cluster at all
     events: list[str] = []
-    real_start, real_open = extract_module.ClusterStart, extract_module.StoreWriter.open
+    starts: list[object] = []
+    real_start, real_open, real_close = (
+        extract_module.ClusterStart,
+        extract_module.StoreWriter.open,
+        extract_module.StoreWriter.close,
+    )
 
     class RecordingStart(real_start):  # type: ignore[misc, valid-type]
         def __init__(self, *args: object, **kwargs: object) -> None:
             events.append("cluster")
             super().__init__(*args, **kwargs)
+            starts.append(self)
+
+        def release(self) -> None:
+            events.append("release")
+            super().release()
 
     def recording_open(*args: object, **kwargs: object) -> StoreWriter:
-        events.append("store")
+        connected = [s._connected.is_set() for s in starts]  # type: ignore[attr-defined]
+        events.append("store" + (" (workers connected)" if connected and all(connected) else ""))
         return real_open(*args, **kwargs)
+
+    def recording_close(self: StoreWriter) -> None:
+        events.append("store closed")
+        real_close(self)
 
     monkeypatch.setattr(extract_module, "ClusterStart", RecordingStart)
     monkeypatch.setattr(extract_module.StoreWriter, "open", staticmethod(recording_open))
+    monkeypatch.setattr(extract_module.StoreWriter, "close", recording_close)
     store, options = str(tmp_path / "s.zarr"), ClusterOptions(workers=1, dashboard_address=None)
     audio = ExtractionConfig(features=("mfcc",))
 
     report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
-    assert events == ["cluster", "store"] and report.n_written == 24
+    assert events == ["cluster", "store (workers connected)", "release", "store closed"] and report.n_written == 24
+    assert not starts[0]._thread.is_alive() and not starts[0]._close_thread.is_alive()  # type: ignore[attr-defined]
     events.clear()
+    starts.clear()
     started = time.monotonic()
     report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
-    assert events == ["store"] and report.n_already_done == 24 and report.n_written == 0
+    assert events == ["store", "store closed"] and report.n_already_done == 24 and report.n_written == 0
     assert time.monotonic() - started < 10
     events.clear()
     with pytest.raises(UsageError, match="different configuration"):
         extract_module.extract(demo_dir, store, config=ExtractionConfig(features=("mfcc",), n_mfcc=20), cluster=options)
+    assert events == ["store"]
+    events.clear()
+    with StoreLock(parse_location(store)), pytest.raises(StoreError, match="being written by another process"):
+        extract_module.extract(demo_dir, store, config=audio, cluster=options, overwrite=True)
     assert events == ["store"]

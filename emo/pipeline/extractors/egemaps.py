@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import opensmile
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import derive
 from emo.pipeline.extractors.base import Clip, Extractor, register
 
-FEATURE_SET = opensmile.FeatureSet.eGeMAPSv02
+if TYPE_CHECKING:
+    import opensmile
+
+#: member of opensmile.FeatureSet (opensmile, with pandas and audformat, is imported where a Smile is built)
+FEATURE_SET = "eGeMAPSv02"
 N_FUNCTIONALS = 88
 N_LLD = 25
 LLD_FRAME_RATE_HZ = 100.0
+#: members of opensmile.FeatureLevel
+FUNCTIONALS, LLD = "Functionals", "LowLevelDescriptors"
 
 
 @register
@@ -26,15 +32,22 @@ class EgemapsExtractor(Extractor):
     path = "audio/egemaps"
     lld_path = "audio/egemaps_lld"
 
-    def _smile(self, level: opensmile.FeatureLevel) -> opensmile.Smile:
-        return opensmile.Smile(feature_set=FEATURE_SET, feature_level=level)
+    def _smile(self, level: str) -> opensmile.Smile:
+        """A Smile of eGeMAPSv02 at ``level`` (:data:`FUNCTIONALS` or :data:`LLD`)."""
+        import opensmile
+
+        return opensmile.Smile(
+            feature_set=opensmile.FeatureSet[FEATURE_SET], feature_level=opensmile.FeatureLevel[level]
+        )
 
     def _attrs(self, smile: opensmile.Smile) -> dict[str, object]:
+        import opensmile
+
         return {
             "extractor": "opensmile.Smile",
             "extractor_version": f"opensmile {opensmile.__version__}",
             "params": {
-                "feature_set": FEATURE_SET.value,
+                "feature_set": smile.feature_set.value,
                 "feature_level": smile.feature_level.value,
                 "sample_rate_hz": self.config.sample_rate,
                 "denoise": self.config.denoise,
@@ -46,17 +59,17 @@ class EgemapsExtractor(Extractor):
 
     def specs(self) -> list[FeatureSpec]:
         specs: list[FeatureSpec] = [
-            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(opensmile.FeatureLevel.Functionals)))
+            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(FUNCTIONALS)))
         ]
         if self.config.egemaps_lld:
-            attrs = self._attrs(self._smile(opensmile.FeatureLevel.LowLevelDescriptors))
+            attrs = self._attrs(self._smile(LLD))
             attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
             specs.append(SequenceSpec(self.lld_path, {"values": (N_LLD,)}, steps=self.config.align_steps, attrs=attrs))
         return specs
 
     def setup(self) -> None:
-        self.functionals = self._smile(opensmile.FeatureLevel.Functionals)
-        self.lld = self._smile(opensmile.FeatureLevel.LowLevelDescriptors) if self.config.egemaps_lld else None
+        self.functionals = self._smile(FUNCTIONALS)
+        self.lld = self._smile(LLD) if self.config.egemaps_lld else None
         noise = 0.1 * np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32)
         self.functionals.process_signal(noise, self.config.sample_rate)
 
