@@ -327,9 +327,10 @@ def _write_problem(location: StoreLocation) -> str | None:
             f"cannot write a store to {path}: the directory exists, is not empty and is not an emo store; "
             "choose a new path"
         )
-    parent = next(p for p in path.parents if p.exists())
-    if not path.exists() and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-        return f"cannot write a store to {path}: {parent} is not a writable directory"
+    if not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+            return f"cannot write a store to {path}: {parent} is not a writable directory"
     return None
 
 
