@@ -134,7 +134,7 @@ def detector_config(
         "thresholds": [float(t) for t in thresholds],
         "factor": float(factor),
         "detect_size": None if detect_size is None else int(detect_size),
-        "downscale": "torch bilinear, antialias" if detect_size is not None else None,
+        "downscale": "torch bilinear, antialias (uint8 on a CPU)" if detect_size is not None else None,
         "refine": "O-Net on full-resolution crops of downscaled detections" if refine else None,
         "selection": "most confident face per frame",
         "landmark_order": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"],
@@ -207,7 +207,8 @@ class FaceDetector:
             post_process=False,
             device=torch.device(self.device),
         )
-        self._mtcnn.eval()
+        # channels-last convolutions: ~30% faster on a CPU (oneDNN), the same detections to float rounding
+        self._mtcnn.eval().to(memory_format=torch.channels_last)
 
     def config(self) -> dict[str, Any]:
         """Every parameter, JSON-able, for provenance (``batch_size`` and ``device`` leave results alone)."""
@@ -256,13 +257,17 @@ class FaceDetector:
         if frames[0].shape[:2] != size:
             # frame by frame: a float copy of a whole batch of full-resolution frames would be the largest buffer
             # of the visual pass (8 frames of 720p: 88 MB); the downscaled frames are the same either way
+            # On a CPU uint8 in, uint8 out (rounded, as the frames themselves are): torch's vectorised kernel for
+            # channels-last uint8 images, ~7x faster than resampling a float copy (1.3 vs 8.8 ms per 720p frame).
+            # CUDA has no uint8 kernel for this: there the frame is resampled as float.
+            dtype = torch.uint8 if torch.device(self.device).type == "cpu" else torch.float32
             small = [
                 F.interpolate(
                     # (torch warns on read-only arrays, e.g. frames of a memory-mapped file: copy those)
                     torch.from_numpy(frame if frame.flags.writeable else frame.copy())
                     .to(self.device)
-                    .permute(2, 0, 1)[None]
-                    .float(),
+                    .permute(2, 0, 1)[None]  # a channels-last view of the HxWx3 frame
+                    .to(dtype),
                     size=size,
                     mode="bilinear",
                     antialias=True,
@@ -270,7 +275,7 @@ class FaceDetector:
                 )
                 for frame in frames
             ]
-            batch = torch.cat(small).permute(0, 2, 3, 1)  # MTCNN takes NHWC and permutes back: no copy
+            batch = torch.cat(small).permute(0, 2, 3, 1)  # MTCNN takes NHWC and permutes back
         else:
             batch = torch.from_numpy(np.stack(frames)).to(self.device)
         boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
