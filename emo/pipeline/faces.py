@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Longer side (pixels) frames are downscaled to before detection. From ``benchmarks/faces.py`` (one torch
-#: thread), with the O-Net refinement: 1.4x faster than full resolution on 640x480 and 3.5x on 1280x720,
+#: thread), with the O-Net refinement: 2.0x faster than full resolution on 640x480 and 6.4x on 1280x720,
 #: finds every face full resolution finds (down to ~30 px wide), same landmark error; 320 was faster still
 #: but missed 38-40 px faces in 1280x720 frames.
 DEFAULT_DETECT_SIZE = 480
