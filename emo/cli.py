@@ -66,7 +66,7 @@ def _comma_list(value: str | None) -> tuple[str, ...] | None:
 
 
 class EmoGroup(click.Group):
-    """Turns emo's own errors into one line on stderr and the error's exit code (2 for usage errors)."""
+    """Turns emo's own errors into one line on stderr and the error's exit code (2 for usage errors, 130 for Ctrl-C)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -74,6 +74,10 @@ class EmoGroup(click.Group):
         except EmoError as exc:
             click.echo(f"emo: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # a command that has results to keep (extract) catches Ctrl-C itself and reports what it kept
+            click.echo("emo: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=EmoGroup, context_settings={"help_option_names": ["-h", "--help"]})

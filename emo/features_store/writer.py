@@ -27,6 +27,7 @@ from emo.features_store.location import StoreLocation, parse_location
 from emo.features_store.lock import LOCK_NAME, StoreLock, active_writer
 from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.store import ROWS_ATTR, check_version
+from emo.interrupt import deferred_interrupt
 
 #: Target uncompressed size of one chunk of a ragged (per-frame) array.
 FRAME_CHUNK_BYTES = 4 << 20
@@ -88,6 +89,7 @@ class StoreWriter:
         self.flush_seconds = flush_seconds
         self.on_commit = on_commit
         self._buffer: list[ClipResult] = []
+        self._failed = False  # a write stopped part-way (see _write)
         self._last_flush = time.monotonic()
         self._paths = {p for s in self.specs for p in s.arrays()}
 
@@ -185,7 +187,8 @@ class StoreWriter:
         else:
             # a failure mid-run: keep what is complete, never write a half-built block
             try:
-                self.flush()
+                if not self._failed:
+                    self.flush()
             finally:
                 self.lock.release()
 
@@ -207,7 +210,26 @@ class StoreWriter:
                     raise StoreError(f"clip {result.clip_id}: fields of {spec.path} differ in length {lengths}")
 
     def _write(self, n: int) -> None:
-        block, self._buffer = self._buffer[:n], self._buffer[n:]
+        """Append the first ``n`` queued clips to every array, then commit them; Ctrl-C waits for the commit."""
+        if self._failed:
+            raise StoreError(
+                f"{self.location.display}: an earlier write stopped part-way; nothing more is written by this writer "
+                "(the committed rows are intact, the next run trims the rest)"
+            )
+        with deferred_interrupt():
+            try:
+                self._append_block(self._buffer[:n])
+            except BaseException:
+                # arrays may now differ in length: another block appended after them would misalign rows
+                self._failed = True
+                raise
+            self._buffer = self._buffer[n:]
+            self.lock.heartbeat()
+            self._last_flush = time.monotonic()
+            if self.on_commit is not None:
+                self.on_commit(self.rows, n)
+
+    def _append_block(self, block: list[ClipResult]) -> None:
         g = self.group
         for spec in self.specs:
             if isinstance(spec, VectorSpec):
@@ -228,12 +250,8 @@ class StoreWriter:
             values = [r.columns.get(col.name, col.fill) for r in block]
             data = np.array(values, dtype=object) if col.dtype is str else np.array(values, dtype=col.dtype)
             _append(g[f"clips/{col.name}"], data)
+        g.attrs.update({ROWS_ATTR: self.rows + len(block), "updated_at": _now()})
         self.rows += len(block)
-        g.attrs.update({ROWS_ATTR: self.rows, "updated_at": _now()})
-        self.lock.heartbeat()
-        self._last_flush = time.monotonic()
-        if self.on_commit is not None:
-            self.on_commit(self.rows, len(block))
 
     def _trim_uncommitted(self) -> None:
         """Cut every array back to the committed rows (after an interrupted writer)."""

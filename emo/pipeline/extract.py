@@ -20,6 +20,7 @@ from emo.features_store.derived import drop_derived
 from emo.features_store.location import StoreLocation, parse_location
 from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
 from emo.features_store.writer import StoreWriter, committed_clip_ids, writable_now
+from emo.interrupt import deferred_interrupt
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers
@@ -275,25 +276,29 @@ def extract(
             result.columns["source_path"] = (
                 source.relative_to(base).as_posix() if source.is_relative_to(base) else str(source)
             )
-            writer.add(result)
-            report.add(result, worker)
+            with deferred_interrupt():  # the report counts exactly the clips the writer has
+                writer.add(result)
+                report.add(result, worker)
             if progress is not None:
                 progress(report.n_written, len(todo))
 
         start = early or _cluster_start(stack, cluster, len(todo), device, needs_models, config)
-        client, plan = start.result()
-        report.device = plan.device if needs_models else ""
-        if needs_models:
-            log.info("model stages on %s (%s)", plan.device, plan.reason)
-        # with GPU routing only the GPU workers take the tasks: size batches for them
-        workers = len(gpu_workers(client)) if plan.gpu_resource else n_workers(client)
-        size = batch_size or default_batch_size(len(todo), workers)
-        if on_start is not None:
-            on_start(scan, len(todo), client.dashboard_link)
-        try:
+        try:  # Ctrl-C while the workers load their models or extract: the rows received so far are committed
+            if needs_models and not start.done():
+                log.info("waiting for the workers to load their models")
+            client, plan = start.result()
+            report.device = plan.device if needs_models else ""
+            if needs_models:
+                log.info("model stages on %s (%s)", plan.device, plan.reason)
+            # with GPU routing only the GPU workers take the tasks: size batches for them
+            workers = len(gpu_workers(client)) if plan.gpu_resource else n_workers(client)
+            size = batch_size or default_batch_size(len(todo), workers)
+            if on_start is not None:
+                on_start(scan, len(todo), client.dashboard_link)
             run_batches(client, todo, config, size, on_result, plan=plan)
         except KeyboardInterrupt:
             report.interrupted = True
+            log.warning("interrupted: committing the clips received and stopping the workers")
         start.release()  # every result is in: the workers shut down while the writer commits the last rows
     report.seconds = time.monotonic() - started
     return report

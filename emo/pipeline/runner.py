@@ -24,6 +24,7 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from distributed.client import ClosedClientError, FutureCancelledError
+from distributed.gc import disable_gc_diagnosis
 from distributed.scheduler import KilledWorker
 
 from emo.errors import EmoError, UsageError
@@ -36,6 +37,9 @@ from emo.pipeline.process import failure_result, process_clips
 from emo.pipeline.timing import record_pending
 
 log = logging.getLogger(__name__)
+
+#: Dask preload of the embedded cluster's workers (leaves Ctrl-C to the driver)
+EMBEDDED_WORKER_PRELOAD = "emo.pipeline.embedded_worker"
 
 # Per-process cache of set-up extractors, keyed by config hash and device: a worker builds and warms them up
 # once (their models are shared between configurations, see ``worker_resource``).
@@ -160,13 +164,34 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
             dashboard_address=options.dashboard_address,
             silence_logs=logging.ERROR,
             resources={GPU_RESOURCE: 1} if options.gpu_resource else None,
+            preload=[*dask.config.get("distributed.worker.preload"), EMBEDDED_WORKER_PRELOAD],
         )
+    # The scheduler started in this process hooks a Python callback into every garbage collection (Dask's GC
+    # diagnosis, which only logs, at levels silenced above). A Ctrl-C whose KeyboardInterrupt lands in that
+    # callback is printed as "Exception ignored" and lost: the run would go on as if nothing was pressed.
+    disable_gc_diagnosis(force=True)
     client = Client(cluster)
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        with _quiet(("distributed", "asyncio")):
+            # Stopping workers that are still loading models or running a task (Ctrl-C, an error) makes the scheduler
+            # log its failed calls to them, with tracebacks: noise once the run has said how it ended.
+            client.close()
+            cluster.close()
+
+
+@contextmanager
+def _quiet(loggers: Sequence[str]) -> Iterator[None]:
+    """Raise these loggers (and their children of unset level) to CRITICAL for the block, then restore them."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 class ClusterStart:
@@ -209,6 +234,10 @@ class ClusterStart:
         """Wait until the client is connected (the embedded cluster's workers are up), or the start failed; the
         workers then load their models."""
         self._connected.wait()
+
+    def done(self) -> bool:
+        """Whether the start has finished (ready or failed): :meth:`result` then returns at once."""
+        return not self._thread.is_alive()
 
     def result(self) -> tuple[Client, DevicePlan]:
         """The client and the device plan, once every worker has its extractors."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWrit
 from emo.features_store.schema import empty_row
 from emo.features_store.sequences import align, derive, pool
 from emo.features_store.store import StoreVersionError
+
+writer_module = importlib.import_module("emo.features_store.writer")
 
 STEPS = 8
 SPECS = [
@@ -141,6 +145,65 @@ def test_interrupted_write_is_trimmed_and_resumed(tmp_path: Path) -> None:
     assert store.clips()["clip_id"].tolist() == [f"c{i}" for i in range(6)]
     assert store.sequences("audio/mfcc/values")[5].shape == (2, 3)
     np.testing.assert_array_equal(store.sequences("audio/mfcc/values")[4], result(4, 4).arrays["audio/mfcc/values"])
+
+
+def test_a_write_that_stops_part_way_is_never_followed_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a commit that fails after some arrays took the block's rows: appending the next block behind them would
+    # pair one clip's audio with another's faces; the writer stops writing, the next one trims
+    path = tmp_path / "s.zarr"
+    with open_writer(path) as writer:
+        for i in range(4):
+            writer.add(result(i, 4))
+    real_append, calls = writer_module._append, []
+
+    def failing_append(arr: zarr.Array, data: np.ndarray) -> None:
+        calls.append(arr.path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real_append(arr, data)
+
+    monkeypatch.setattr(writer_module, "_append", failing_append)
+    with pytest.raises(OSError, match="disk full"), open_writer(path) as writer:
+        for i in range(4, 12):
+            writer.add(result(i, 4))  # the block of c4..c7 fails part-way; c8.. never get queued
+    assert len(calls) == 3, "after the failure nothing else was appended (no flush of the rest on exit)"
+    with pytest.raises(StoreError, match="stopped part-way"):
+        writer._write(1)
+    monkeypatch.setattr(writer_module, "_append", real_append)
+
+    store = FeatureStore.open(path)
+    assert store.n_clips == 4
+    with open_writer(path) as writer:  # trims the uncommitted tail, then writes in step again
+        for i in range(4, 7):
+            writer.add(result(i, 4))
+    store = FeatureStore.open(path)
+    assert store.clips()["clip_id"].tolist() == [f"c{i}" for i in range(7)]
+    np.testing.assert_array_equal(store.read("audio/egemaps")[:, 0], np.arange(7))
+    for i, seq in enumerate(store.sequences("audio/mfcc/values")):
+        np.testing.assert_array_equal(seq, result(i, 4).arrays["audio/mfcc/values"])
+
+
+def test_ctrl_c_waits_for_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s.zarr"
+    real_append, calls = writer_module._append, []
+
+    def interrupted_append(arr: zarr.Array, data: np.ndarray) -> None:
+        calls.append(arr.path)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a commit
+            time.sleep(0.05)
+        real_append(arr, data)
+
+    monkeypatch.setattr(writer_module, "_append", interrupted_append)
+    writer = open_writer(path)
+    with pytest.raises(KeyboardInterrupt):
+        for i in range(4):
+            writer.add(result(i, 4))
+    assert writer.rows == 4 and not writer._failed  # the block was committed whole, then Ctrl-C was raised
+    writer.close()
+    assert FeatureStore.open(path).clips()["clip_id"].tolist() == ["c0", "c1", "c2", "c3"]
 
 
 def test_second_writer_is_refused_and_lock_is_released(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""Kill the driver with SIGKILL in the middle of ``emo extract``: committed rows survive, a re-run completes."""
+"""Kill the driver with SIGKILL, or press Ctrl-C, in the middle of ``emo extract``: committed rows survive, a re-run
+completes."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -9,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
 from emo.features_store.writer import StoreWriter
 from emo.pipeline.config import ExtractionConfig
-from emo.pipeline.runner import ClusterOptions
+from emo.pipeline.runner import ClusterOptions, dask_client
 
 extract_module = importlib.import_module("emo.pipeline.extract")  # the package exports a function of that name
 
@@ -88,6 +91,77 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
     for path in ("video/faces/probs", "video/face/values", "text/tokens/values"):  # ragged rows line up too
         assert fs.offsets(path.rsplit("/", 1)[0])[-1] == len(fs.read(path)) > 0
     assert np.isfinite(fs.read("video/summary")).all() and np.isfinite(fs.read("text/cls")).all()
+
+
+def _ctrl_c(demo_dir: Path, tmp_path: Path, store: Path, ready: Callable[[str], bool]) -> tuple[int, str, str]:
+    """Run ``emo extract`` of the demo clips into ``store`` in its own session, press Ctrl-C the way a terminal does
+    (SIGINT to the whole process group: the driver and the embedded cluster's worker processes) once
+    ``ready(stderr so far)``, and return the exit code, stdout and stderr."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        driver = subprocess.Popen(
+            emo_cmd(
+                "extract", str(demo_dir), "-o", str(store), "--workers", "2", "--batch-size", "1", "--chunk-clips", "2",
+                *FAST,
+            ),
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not ready(err.read_text()):
+            assert driver.poll() is None, err.read_text()
+            time.sleep(0.05)
+        children = psutil.Process(driver.pid).children(recursive=True)
+        os.killpg(driver.pid, signal.SIGINT)
+        code = driver.wait(timeout=60)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"processes left running after Ctrl-C: {alive}"
+    finally:
+        for child in children:
+            if child.is_running():
+                child.kill()
+    return code, out.read_text(), err.read_text()
+
+
+def test_ctrl_c_mid_run_keeps_every_row_and_says_so(demo_dir: Path, tmp_path: Path, scheduler: str) -> None:
+    store = tmp_path / "s.zarr"
+    committed = lambda _: (store / "zarr.json").exists() and read_rows(store) >= 4  # noqa: E731
+    code, out, err = _ctrl_c(demo_dir, tmp_path, store, committed)
+    # the driver takes the interrupt: no worker dies of it with a traceback, nothing Dask says while stopping shows
+    assert code == 130, err
+    assert "Traceback" not in err + out and "Exception ignored" not in err and " - ERROR - " not in err, err
+    assert "interrupted: committing the clips received and stopping the workers" in err
+    n = FeatureStore.open(store).n_clips
+    summary = " ".join(out.split())  # the console wraps long lines
+    assert re.search(rf"{n} clips written .* INTERRUPTED: run the same command again to resume", summary), out
+    assert 4 <= n < 24
+
+    proc = run_emo("extract", str(demo_dir), "-o", str(store), "--scheduler", scheduler, *FAST, "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (json.loads(proc.stdout)["n_already_done"], FeatureStore.open(store).n_clips) == (n, 24)
+
+
+def test_ctrl_c_while_the_workers_load_their_models(demo_dir: Path, tmp_path: Path) -> None:
+    # the writer has opened the store, the workers load their models (7-10 s here) before they take any clip
+    store = tmp_path / "s.zarr"
+    code, out, err = _ctrl_c(demo_dir, tmp_path, store, lambda log: "waiting for the workers to load" in log)
+    assert "model stages on" not in err, "the Ctrl-C must land while the workers load their models"
+    assert code == 130, err
+    assert "Traceback" not in err + out and " - ERROR - " not in err and "Aborted" not in err, err
+    assert "INTERRUPTED: run the same command again to resume" in " ".join(out.split()), out + err
+    FeatureStore.open(store)  # readable; a re-run resumes from whatever it holds
+
+
+def test_embedded_cluster_leaves_ctrl_c_to_the_driver() -> None:
+    with dask_client(ClusterOptions(workers=1, dashboard_address=None)) as client:
+        ignored = client.run(lambda: __import__("signal").getsignal(2) == __import__("signal").SIG_IGN)
+        assert list(ignored.values()) == [True]
+        # Dask's GC diagnosis would catch (and lose) a KeyboardInterrupt that lands in its gc callback
+        assert not [cb for cb in gc.callbacks if type(getattr(cb, "__self__", None)).__name__ == "GCDiagnosis"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the driver's own handler is untouched
 
 
 def test_workers_start_while_the_store_opens_and_never_for_nothing(

@@ -1,0 +1,20 @@
+"""Dask preload of the worker processes of emo's embedded LocalCluster: Ctrl-C belongs to the driver.
+
+A terminal sends Ctrl-C to its whole foreground process group, which includes the embedded cluster's worker
+processes. The driver owns the interrupt: it stops taking results, commits the rows it has and shuts the
+cluster down. A worker interrupted by the same keystroke would only die with a traceback on the user's
+terminal, in the middle of a clip or of loading its models. Workers of a scheduler the user started
+themselves (``--scheduler``) never load this module: their Ctrl-C stays theirs.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook: runs in the worker process's main thread as the worker starts."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
