@@ -113,15 +113,25 @@ def run(quick: bool) -> list[dict]:
     ]
 
 
-#: Codecs a store's chunks could use (DESIGN.md §5 asks for zstd or blosc-zstd; the others for comparison),
-#: after a plain memory copy (None) of the same bytes.
+#: Other codecs a store's chunks could use (DESIGN.md §5 asks for zstd or blosc-zstd; the others for comparison),
+#: measured after a plain memory copy of the same bytes and the store's own codec (see ``codec_rows``).
 CODECS = {
-    "memcpy": None,
-    "blosc-zstd clevel 3 + shuffle (emo's)": numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE),
+    "blosc-zstd clevel 3 + shuffle, Blosc's blocks (emo's before)": numcodecs.Blosc(
+        cname="zstd", clevel=3, shuffle=numcodecs.Blosc.SHUFFLE
+    ),
     "zstd level 1": numcodecs.Zstd(level=1),
     "zstd level -5 (fast mode)": numcodecs.Zstd(level=-5),
     "blosc-lz4 clevel 5 + shuffle": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
 }
+
+
+def store_codec(arr) -> tuple[str, numcodecs.Blosc]:
+    """The array's own Blosc compressor, named and as the numcodecs codec that encodes chunks like it."""
+    (c,) = arr.compressors
+    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c.shuffle.value]
+    blocks = f"{c.blocksize >> 10} KiB blocks" if c.blocksize else "Blosc's blocks"
+    name = f"blosc-{c.cname.value} clevel {c.clevel} + {c.shuffle.value}, {blocks} (emo's)"
+    return name, numcodecs.Blosc(cname=c.cname.value, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize)
 
 
 def codec_rows(store: Path, repeats: int) -> list[dict]:
@@ -140,7 +150,7 @@ def codec_rows(store: Path, repeats: int) -> list[dict]:
     nbytes = sum(c.nbytes for c in chunks)
     out = np.empty_like(chunks[0])
     rows = []
-    for name, codec in CODECS.items():
+    for name, codec in {"memcpy": None, **dict([store_codec(arr)]), **CODECS}.items():
         encoded = chunks if codec is None else [codec.encode(c) for c in chunks]
         walls = []
         for _ in range(repeats):

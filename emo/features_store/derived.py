@@ -15,7 +15,7 @@ from emo.features_store.checksums import record_checksums
 from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
 from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version, members
-from emo.features_store.writer import _compressor
+from emo.features_store.writer import compressors_for
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def write_derived(
             path,
             data=rows,
             chunks=(chunk_rows, *rows.shape[1:]),
-            compressors=_compressor(rows.dtype),
+            compressors=compressors_for(rows.dtype),
             dimension_names=["clip", *[f"d{i}" for i in range(rows.ndim - 1)]],
             attributes={**attrs, DERIVED_ATTR: True, "rows_at_creation": n},
         )
@@ -59,7 +59,7 @@ def write_derived(
             model = group.create_array(
                 f"{path}_model/{name}",
                 data=np.ascontiguousarray(value),
-                compressors=_compressor(value.dtype),
+                compressors=compressors_for(value.dtype),
                 attributes={DERIVED_ATTR: True},
             )
             record_checksums(model, 0, model.shape[0])

@@ -37,11 +37,27 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _compressor(dtype: Any) -> list[Any]:
+#: Blosc block size. Blosc's own choice for zstd is a few tens of KiB: every block then starts a fresh zstd
+#: stream over a sliver of each shuffled byte plane. Whole-MiB blocks (still within a core's L2 cache) compress
+#: float32 features better and decode 2-3x faster (``benchmarks/store_read.py`` lists both).
+BLOSC_BLOCK_BYTES = 1 << 20
+
+
+def compressors_for(dtype: Any) -> list[Any]:
+    """The compressor of every array of this dtype: Blosc-zstd level 1 over byte-shuffled values (bit-shuffled
+    for 1-byte types) in 1 MiB blocks; zstd for strings."""
     if dtype is str:
         return [zarr.codecs.ZstdCodec(level=3)]
     itemsize = np.dtype(dtype).itemsize
-    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle" if itemsize > 1 else "bitshuffle", typesize=itemsize)]
+    return [
+        BloscCodec(
+            cname="zstd",
+            clevel=1,
+            shuffle="shuffle" if itemsize > 1 else "bitshuffle",
+            typesize=itemsize,
+            blocksize=BLOSC_BLOCK_BYTES,
+        )
+    ]
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -439,7 +455,7 @@ def _create(
             shape=(0,),
             dtype=col.dtype,
             chunks=(chunk_rows,),
-            compressors=_compressor(col.dtype),
+            compressors=compressors_for(col.dtype),
             fill_value=col.fill,
             dimension_names=["clip"],
             attributes={"description": col.description},
@@ -451,7 +467,7 @@ def _create(
                 shape=(0, *spec.shape),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, *spec.shape),
-                compressors=_compressor(spec.dtype),
+                compressors=compressors_for(spec.dtype),
                 fill_value=np.nan,
                 dimension_names=["clip", *[f"d{i}" for i in range(len(spec.shape))]],
                 attributes=spec.attrs,
@@ -467,7 +483,7 @@ def _create(
                 shape=(0, *shape),
                 dtype=spec.dtype,
                 chunks=(frames, *shape),
-                compressors=_compressor(spec.dtype),
+                compressors=compressors_for(spec.dtype),
                 fill_value=np.nan,
                 dimension_names=["frame", *[f"d{i}" for i in range(len(shape))]],
                 attributes={
@@ -481,7 +497,7 @@ def _create(
             "offsets",
             data=np.zeros(1, dtype=np.int64),
             chunks=(max(chunk_rows, 4096),),
-            compressors=_compressor(np.int64),
+            compressors=compressors_for(np.int64),
             dimension_names=["clip_edge"],
             attributes={"description": "N+1 row offsets into the ragged arrays of this group"},
         )
@@ -492,7 +508,7 @@ def _create(
                 shape=(0, steps, d),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, steps, d),
-                compressors=_compressor(spec.dtype),
+                compressors=compressors_for(spec.dtype),
                 fill_value=0.0,
                 dimension_names=["clip", "step", "d0"],
                 attributes={
@@ -506,7 +522,7 @@ def _create(
                 shape=(0, steps),
                 dtype=bool,
                 chunks=(chunk_rows, steps),
-                compressors=_compressor(bool),
+                compressors=compressors_for(bool),
                 fill_value=False,
                 dimension_names=["clip", "step"],
                 attributes={"description": "True where aligned holds data"},
@@ -516,7 +532,7 @@ def _create(
                 shape=(0, 2 * d),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, 2 * d),
-                compressors=_compressor(spec.dtype),
+                compressors=compressors_for(spec.dtype),
                 fill_value=np.nan,
                 dimension_names=["clip", "d0"],
                 attributes={
