@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -144,7 +145,9 @@ class ProcessRun:
     """A finished child process: wall seconds, output, and the peaks of its process tree's memory: the sum of
     RSS (shared library pages counted once per process: an upper bound), the sum of PSS (shared pages split
     between the processes that map them: the physical memory the tree uses) and the sum of anonymous memory
-    (heap, tensors, model weights; no file-backed pages)."""
+    (heap, tensors, model weights; no file-backed pages). ``cpu_s`` is the user + system time of the whole tree
+    (every process that was waited for: Dask's nannies and workers, FFmpeg), so ``cpu_s / wall_s`` is how many
+    cores it kept busy."""
 
     wall_s: float
     returncode: int
@@ -155,6 +158,7 @@ class ProcessRun:
     peak_anon_bytes: int
     peak_processes: int
     peak_by_process: dict[str, dict[str, int]]
+    cpu_s: float
 
 
 _ROLLUP_FIELDS = {"Rss:": "rss", "Pss:": "pss", "Anonymous:": "anon"}
@@ -204,6 +208,7 @@ def run_process(
     sampling; reading /proc/PID/smaps_rollup costs the kernel time, so timing runs go without)."""
     import psutil
 
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     root = psutil.Process(proc.pid)
@@ -231,7 +236,12 @@ def run_process(
             sampler.join()
         if proc.poll() is None:
             proc.kill()
-    return ProcessRun(wall, proc.returncode, out, err, peak["rss"], peak["pss"], peak["anon"], peak["n"], peak["per"])
+            proc.wait()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(children, f) - getattr(children_before, f) for f in ("ru_utime", "ru_stime"))
+    return ProcessRun(
+        wall, proc.returncode, out, err, peak["rss"], peak["pss"], peak["anon"], peak["n"], peak["per"], cpu
+    )
 
 
 def check(run: ProcessRun, what: str) -> ProcessRun:

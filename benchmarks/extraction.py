@@ -77,6 +77,7 @@ def _one(variant: str, data: Path, n_clips: int) -> dict[str, Any]:
     return {
         "variant": variant,
         "wall_s": round(proc.wall_s, 3),
+        "cpu_s": round(proc.cpu_s, 3),  # every process of the run, FFmpeg included
         "inner_s": report["seconds"],  # inside extract() / the loop: interpreter start and imports excluded
         "compute_s": round(sum(stages.values()), 3),
         "stage_seconds": stages,
@@ -123,10 +124,13 @@ def summary(rows: list[dict]) -> list[dict]:
             )
         )
     efficiency = w1 / (2 * w2)
+    busy = {v: median([r["cpu_s"] / r["wall_s"] for r in rows if r["variant"] == v]) for v in VARIANTS}
     out.append(
         measure(
             "parallel efficiency",
-            f"emo extract --workers 1 vs 2, {clips}: {w1:.1f} s vs {w2:.1f} s",
+            f"emo extract --workers 1 vs 2, {clips}: {w1:.1f} s vs {w2:.1f} s; cores kept busy (CPU time of every "
+            f"process / wall): 1 worker {busy[VARIANTS[2]]:.2f}, 2 workers {busy[VARIANTS[3]]:.2f}, sequential "
+            f"loop {busy[VARIANTS[0]]:.2f} (default threads), {busy[VARIANTS[1]]:.2f} (1 thread)",
             round(efficiency, 3),
             f"{100 * efficiency:.0f}%",
             ">= 90%",
