@@ -18,3 +18,7 @@ def dask_setup(worker: Any) -> None:
     """Dask's preload hook: runs in the worker process's main thread as the worker starts."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            # the process was born with SIGINT blocked (``runner._sigint_blocked``): a Ctrl-C pressed while it
+            # imported is discarded now that the signal is ignored, and the thread's mask is the usual one again
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import multiprocessing.resource_tracker
 import os
+import signal
 import threading
 import time
 import uuid
@@ -154,7 +156,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     # 128 KiB: every large tensor of MTCNN and the backbone is then a fresh mmap whose page faults cost more
     # than the convolutions (see benchmarks/extraction.py). Our workers keep glibc's adaptive defaults.
     glibc_defaults = dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-    with warnings.catch_warnings(), glibc_defaults:
+    with warnings.catch_warnings(), glibc_defaults, _sigint_blocked():
         # when 8787 is taken Dask picks another port; the address actually used is logged by the caller
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = LocalCluster(
@@ -179,6 +181,26 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
             # log its failed calls to them, with tracebacks: noise once the run has said how it ended.
             client.close()
             cluster.close()
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread for the block. The cluster's threads, started here, keep the mask and the
+    worker processes they spawn are born with it: a Ctrl-C that reaches a worker before its preload ignores the
+    signal (``embedded_worker``) stays pending, then is discarded, instead of killing it with a traceback
+    half-way through its imports. On the main thread a Ctrl-C pressed meanwhile is delivered when the block
+    ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks (and no process groups to signal)
+        yield
+        return
+    # multiprocessing starts its resource tracker with the first spawned process and then unblocks SIGINT in
+    # the spawning thread, whatever its mask was: started here, before the block, it is already running then
+    multiprocessing.resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

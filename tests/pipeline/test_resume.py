@@ -3,13 +3,16 @@ completes."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
+import multiprocessing
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +28,7 @@ from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
 from emo.features_store.writer import StoreWriter
 from emo.pipeline.config import ExtractionConfig
-from emo.pipeline.runner import ClusterOptions, dask_client
+from emo.pipeline.runner import ClusterOptions, _sigint_blocked, dask_client
 
 extract_module = importlib.import_module("emo.pipeline.extract")  # the package exports a function of that name
 
@@ -93,10 +96,12 @@ def test_sigkill_driver_then_resume(demo_dir: Path, tmp_path: Path, scheduler: s
     assert np.isfinite(fs.read("video/summary")).all() and np.isfinite(fs.read("text/cls")).all()
 
 
-def _ctrl_c(demo_dir: Path, tmp_path: Path, store: Path, ready: Callable[[str], bool]) -> tuple[int, str, str]:
+def _ctrl_c(
+    demo_dir: Path, tmp_path: Path, store: Path, ready: Callable[[str, psutil.Process], bool]
+) -> tuple[int, str, str]:
     """Run ``emo extract`` of the demo clips into ``store`` in its own session, press Ctrl-C the way a terminal does
     (SIGINT to the whole process group: the driver and the embedded cluster's worker processes) once
-    ``ready(stderr so far)``, and return the exit code, stdout and stderr."""
+    ``ready(stderr so far, driver process)``, and return the exit code, stdout and stderr."""
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         driver = subprocess.Popen(
@@ -111,9 +116,10 @@ def _ctrl_c(demo_dir: Path, tmp_path: Path, store: Path, ready: Callable[[str], 
     children: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not ready(err.read_text()):
+        process = psutil.Process(driver.pid)
+        while time.monotonic() < deadline and not ready(err.read_text(), process):
             assert driver.poll() is None, err.read_text()
-            time.sleep(0.05)
+            time.sleep(0.01)
         children = psutil.Process(driver.pid).children(recursive=True)
         os.killpg(driver.pid, signal.SIGINT)
         code = driver.wait(timeout=60)
@@ -129,7 +135,7 @@ def _ctrl_c(demo_dir: Path, tmp_path: Path, store: Path, ready: Callable[[str], 
 def test_ctrl_c_mid_run_keeps_every_row_and_says_so(demo_dir: Path, tmp_path: Path, scheduler: str) -> None:
     store = tmp_path / "s.zarr"
 
-    def committed(_log: str) -> bool:
+    def committed(_log: str, _driver: psutil.Process) -> bool:
         return (store / "zarr.json").exists() and read_rows(store) >= 4
 
     code, out, err = _ctrl_c(demo_dir, tmp_path, store, committed)
@@ -150,12 +156,44 @@ def test_ctrl_c_mid_run_keeps_every_row_and_says_so(demo_dir: Path, tmp_path: Pa
 def test_ctrl_c_while_the_workers_load_their_models(demo_dir: Path, tmp_path: Path) -> None:
     # the writer has opened the store, the workers load their models (7-10 s here) before they take any clip
     store = tmp_path / "s.zarr"
-    code, out, err = _ctrl_c(demo_dir, tmp_path, store, lambda log: "waiting for the workers to load" in log)
+    code, out, err = _ctrl_c(demo_dir, tmp_path, store, lambda log, _: "waiting for the workers to load" in log)
     assert "model stages on" not in err, "the Ctrl-C must land while the workers load their models"
     assert code == 130, err
     assert "Traceback" not in err + out and " - ERROR - " not in err and "Aborted" not in err, err
     assert "INTERRUPTED: run the same command again to resume" in " ".join(out.split()), out + err
     FeatureStore.open(store)  # readable; a re-run resumes from whatever it holds
+
+
+def test_ctrl_c_while_the_worker_processes_start(demo_dir: Path, tmp_path: Path) -> None:
+    # a worker process spends its first second importing Python modules, long before its preload ignores SIGINT
+    store = tmp_path / "s.zarr"
+
+    def worker_spawned(_log: str, driver: psutil.Process) -> bool:
+        with contextlib.suppress(psutil.Error):
+            return any("spawn_main" in " ".join(p.cmdline()) for p in driver.children(recursive=True))
+        return False
+
+    code, out, err = _ctrl_c(demo_dir, tmp_path, store, worker_spawned)
+    assert code == 130, err
+    assert "Traceback" not in err + out and "KeyboardInterrupt" not in err and " - ERROR - " not in err, err
+    assert "emo: interrupted" in err or "INTERRUPTED" in " ".join(out.split()), out + err
+
+
+def test_processes_spawned_while_the_cluster_starts_are_born_with_ctrl_c_held() -> None:
+    # Dask spawns the worker processes from threads started inside the block: they inherit its signal mask
+    held: list[set[signal.Signals]] = []
+
+    def spawn() -> None:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            held.append(pool.apply(signal.pthread_sigmask, (signal.SIG_BLOCK, [])))
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with _sigint_blocked():
+        thread = threading.Thread(target=spawn)
+        thread.start()
+        thread.join()
+    assert held == [{signal.SIGINT}]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # this thread's mask is restored
 
 
 def test_embedded_cluster_leaves_ctrl_c_to_the_driver() -> None:
