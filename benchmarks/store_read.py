@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -125,7 +126,7 @@ CODECS = {
 }
 
 
-def store_codec(arr) -> tuple[str, numcodecs.Blosc]:
+def store_codec(arr: Any) -> tuple[str, numcodecs.Blosc]:
     """The array's own Blosc compressor, named and as the numcodecs codec that encodes chunks like it."""
     (c,) = arr.compressors
     shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c.shuffle.value]

@@ -39,7 +39,7 @@ def _now() -> str:
 
 #: Blosc block size. Blosc's own choice for zstd is a few tens of KiB: every block then starts a fresh zstd
 #: stream over a sliver of each shuffled byte plane. Whole-MiB blocks (still within a core's L2 cache) compress
-#: float32 features better and decode 2-3x faster (``benchmarks/store_read.py`` lists both).
+#: float32 features better and decode 1.2-3x faster (``benchmarks/store_read.py`` lists both).
 BLOSC_BLOCK_BYTES = 1 << 20
 
 
