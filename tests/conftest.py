@@ -15,6 +15,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# A shell without job control (a script's `cmd &`) starts the suite with SIGINT ignored, and every process the
+# tests start would inherit that: the Ctrl-C tests need Python's own handler, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from emo.pipeline.synthetic import DemoSpec, encode, face_frames, make_demo_dataset, speech_like  # noqa: E402
 
 BIN = Path(sys.executable).parent
