@@ -150,8 +150,9 @@ def codec_rows(store: Path, repeats: int) -> list[dict]:
     ]
     nbytes = sum(c.nbytes for c in chunks)
     out = np.empty_like(chunks[0])
+    own_name, own_codec = store_codec(arr)
     rows = []
-    for name, codec in {"memcpy": None, **dict([store_codec(arr)]), **CODECS}.items():
+    for name, codec in {"memcpy": None, own_name: own_codec, **CODECS}.items():
         encoded = chunks if codec is None else [codec.encode(c) for c in chunks]
         walls = []
         for _ in range(repeats):
