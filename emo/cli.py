@@ -34,8 +34,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    if verbose > 1:
-        logging.getLogger("distributed").setLevel(logging.INFO)
+    # Dask's own records (its logger has its own handler): warnings and errors, its progress notes with -vv
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
 
 
 def common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,6 +150,9 @@ def cli() -> None:
               "(auto: cuda if the cluster has such workers with CUDA).")
 @click.option("--overwrite", is_flag=True, help="Delete the store's contents and start fresh.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any clip failed.")
+@click.option("--strict-partial", is_flag=True,
+              help="As --strict, and also exit 1 if a clip's audio or video decoded only partly (damaged packets "
+              "skipped, stream cut short; those clips keep status ok and the features of what decoded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @storage_options_option
 @common
@@ -183,6 +186,7 @@ def extract(
     device: str,
     overwrite: bool,
     strict: bool,
+    strict_partial: bool,
     as_json: bool,
     storage_option: tuple[str, ...],
     quiet: bool,
@@ -251,7 +255,9 @@ def extract(
         sys.exit(130)
     if report.n_written and not report.n_with_features:
         sys.exit(1)
-    if strict and (report.n_failed or report.skipped_files):
+    if (strict or strict_partial) and (report.n_failed or report.skipped_files):
+        sys.exit(1)
+    if strict_partial and report.n_partly_decoded:
         sys.exit(1)
 
 

@@ -30,10 +30,30 @@ def emo_cmd(*args: str) -> list[str]:
     return [str(BIN / "emo"), *args]
 
 
+def assert_quiet(stderr: str) -> None:
+    """What a user must never see when a run ends, however it ends: a traceback, a Dask ERROR record, Python's
+    "Exception ignored" note."""
+    for bad in ("Traceback", " - ERROR - ", "Exception ignored"):
+        assert bad not in stderr, stderr
+
+
 def run_emo(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         emo_cmd(*args), capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test: "fails at once, offline" means no download is
+    even tried (a hub id would otherwise retry for about 30 s), however busy the machine is."""
+    import socket
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise AssertionError(f"tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +95,60 @@ def bad_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     encode(root / "silent_video.mp4", face_frames("neutral", 1.0, seed=5))
     encode(root / "speech.wav", audio=speech_like("sad", 1.2, seed=6))
     return {p.stem: p for p in root.iterdir()}
+
+
+def packets(path: Path, kind: str) -> list[tuple[int, int, float]]:
+    """(byte offset, size, time in s) of every packet of the first ``kind`` ("audio"/"video") stream of a file."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(p.pos, p.size, float(p.pts * p.time_base)) for p in container.demux(stream) if p.size and p.pos >= 0]
+
+
+def overwrite_packets(
+    src: Path, dst: Path, spans: list[tuple[int, int, float]], keep: int = 8, seed: int = 0
+) -> Path:
+    """A copy of ``src`` whose packets ``spans`` have their bytes (but the first ``keep``) replaced by noise."""
+    import numpy as np
+
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos, size, _t in spans:
+        if size > keep:
+            data[pos + keep : pos + size] = rng.integers(0, 256, size - keep, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def damaged_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Files of which FFmpeg decodes only part: AAC packets overwritten in the middle, a file cut inside its last
+    audio packet, an AVI with AC3 audio cut inside its last frame, an H.264 video whose middle GOP is damaged."""
+    root = tmp_path_factory.mktemp("damaged")
+    out = {}
+    src = encode(
+        root / "src.mp4",
+        face_frames("happy", 4.0, seed=7),
+        speech_like("happy", 4.0, seed=7),
+        extra_args=["-g", "15", "-movflags", "+faststart"],
+    )
+    audio = packets(src, "audio")
+    middle = len(audio) // 2
+    out["aac_damaged"] = overwrite_packets(src, root / "aac_damaged.mp4", audio[middle : middle + 3])
+    pos, size, _t = audio[-1]
+    (root / "cut_in_last_audio_frame.mp4").write_bytes(src.read_bytes()[: pos + size // 2])
+    out["cut_in_last_audio_frame"] = root / "cut_in_last_audio_frame.mp4"
+    video = packets(src, "video")  # a keyframe every second (-g 15 at 15 fps): damage the GOP at 2 s
+    out["gop_damaged"] = overwrite_packets(src, root / "gop_damaged.mp4", [p for p in video if 2.0 <= p[2] < 3.0])
+    frames, audio = face_frames("sad", 3.0, seed=8), speech_like("sad", 3.0, seed=8)
+    avi = encode(root / "ac3_src.avi", frames, audio, extra_args=["-c:a", "ac3"])
+    pos, size, _t = packets(avi, "audio")[-1]
+    (root / "ac3_cut.avi").write_bytes(avi.read_bytes()[: pos + size // 2])
+    out["ac3_cut"] = root / "ac3_cut.avi"
+    src.unlink()
+    avi.unlink()
+    return out
 
 
 def _free_port() -> int:

@@ -18,10 +18,12 @@ FAST = ("--visual-weights", "random", "--fps", "2")
 
 
 @pytest.fixture(scope="module")
-def mixed_dataset(tmp_path_factory: pytest.TempPathFactory, bad_media: dict[str, Path]) -> Path:
-    """A folder-per-label dataset holding good clips and every kind of bad input."""
+def mixed_dataset(
+    tmp_path_factory: pytest.TempPathFactory, bad_media: dict[str, Path], damaged_media: dict[str, Path]
+) -> Path:
+    """A folder-per-label dataset holding good clips, every kind of bad input and partly decodable files."""
     root = tmp_path_factory.mktemp("mixed")
-    for i, path in enumerate(sorted(bad_media.values())):
+    for i, path in enumerate(sorted([*bad_media.values(), *damaged_media.values()])):
         label = "happy" if i % 2 else "sad"
         (root / label).mkdir(exist_ok=True)
         shutil.copy(path, root / label / path.name)
@@ -51,7 +53,7 @@ def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
     store_path, proc = mixed_store
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["adapter"] == "folders" and report["n_written"] == 8
+    assert report["adapter"] == "folders" and report["n_written"] == 12
     store = FeatureStore.open(store_path)
     clips = store.clips().set_index("clip_id")
     status = {cid.split("/")[1]: (row.status_audio, row.error) for cid, row in clips.iterrows()}
@@ -62,16 +64,35 @@ def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
     assert status["empty"][0] == "failed" and status["empty"][1].startswith("empty file")
     for name in ("corrupt", "notes", "truncated"):
         assert status[name][0] == "failed" and status[name][1].startswith("unreadable container"), name
-    assert status["truncated_faststart"][0] == "failed" and "truncated: decoded" in status["truncated_faststart"][1]
+    # whatever FFmpeg decodes of a damaged or cut file is kept, and the store says how much that was
+    partial = ("truncated_faststart", "aac_damaged", "cut_in_last_audio_frame", "gop_damaged", "ac3_cut")
+    for name in partial:
+        assert status[name] == ("ok", ""), name
+    by_name = clips.rename(index=lambda cid: cid.split("/")[1])
+    cut = by_name.loc["truncated_faststart"]
+    assert cut["decoded_s_audio"] < 0.9 * cut["duration_s"]
+    assert by_name.loc["aac_damaged", "decode_errors_audio"] > 0
+    assert by_name.loc["gop_damaged", "decode_errors_video"] > 0
+    assert by_name.loc["good", "decode_errors_audio"] == by_name.loc["good", "decode_errors_video"] == 0
+    assert abs(by_name.loc["good", "decoded_s_audio"] - by_name.loc["good", "duration_s"]) < 0.1
+    assert by_name.loc["speech", "decode_errors_video"] == -1 and np.isnan(by_name.loc["speech", "decoded_s_video"])
+    assert by_name.loc["corrupt", "decode_errors_audio"] == -1  # the container never opened: nothing was decoded
+    decoded = {m: {c.split("/")[1] for c in v["clip_ids"]} for m, v in report["partly_decoded"].items()}
+    assert decoded["audio"] == {"truncated_faststart", "aac_damaged", "cut_in_last_audio_frame"}
+    assert decoded["video"] == {"truncated_faststart", "gop_damaged"}
     # failed clips keep their rows, with empty features
     rows = {cid.split("/")[1]: i for i, cid in enumerate(store.clips()["clip_id"])}
     pooled = store.read("audio/mfcc/pooled")
     assert np.isnan(pooled[rows["corrupt"]]).all() and np.isfinite(pooled[rows["good"]]).all()
     assert np.isnan(store.read("audio/egemaps")[rows["notes"]]).all()
     assert len(store.sequences("audio/mel/values")[rows["empty"]]) == 0
+    for name in ("aac_damaged", "truncated_faststart"):
+        assert np.isfinite(pooled[rows[name]]).all() and len(store.sequences("audio/mel/values")[rows[name]]) > 50
+    assert len(store.sequences("video/face/values")[rows["gop_damaged"]]) >= 6  # 4 s at 2 fps, a damaged second
     video = {cid.split("/")[1]: s for cid, s in clips["status_video"].items()}
     assert video["good"] == video["silent_video"] == "ok" and video["speech"] == "missing"  # a .wav: no video
     assert {video[n] for n in ("corrupt", "notes", "truncated", "empty")} == {"failed"}
+    assert {video[n] for n in ("gop_damaged", "ac3_cut", "truncated_faststart")} == {"ok"}
     assert set(clips["status_text"]) == {"missing"}  # no transcripts in this folder dataset
     assert len(store.sequences("video/face/values")[rows["good"]]) > 0
     assert len(store.sequences("video/faces/probs")[rows["corrupt"]]) == 0
@@ -82,11 +103,37 @@ def test_bad_inputs_are_recorded_not_fatal(mixed_store) -> None:
     assert clips.loc[[c for c in clips.index if c.endswith("good")][0], "source_sha256"]
 
 
+def test_every_array_says_what_made_it_and_plain_zarr_reads_the_store_quietly(mixed_store) -> None:
+    import warnings
+
+    import zarr
+
+    store_path, proc = mixed_store
+    assert proc.returncode == 0, proc.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # plain zarr, as a teammate without emo reads it: not a single warning
+        root = zarr.open_group(str(store_path), mode="r")
+        arrays = dict(root.arrays()) | {f"{g}/{a}": arr for g, grp in root.groups() for a, arr in grp.arrays()}
+        arrays |= {
+            f"{g}/{s}/{a}": arr
+            for g, grp in root.groups()
+            for s, sub in grp.groups()
+            for a, arr in sub.arrays()
+        }
+    assert not (store_path / ".emo-writer.lock").exists()  # the writer removed its lock when it finished
+    features = {path: arr for path, arr in arrays.items() if path.split("/")[0] in ("audio", "video", "text")}
+    assert {"audio/mfcc/pooled", "audio/mfcc/offsets", "audio/mfcc/mask", "video/face/aligned"} <= features.keys()
+    for path, arr in features.items():  # each array alone names the extractor and version that made it
+        assert arr.attrs["extractor"] and arr.attrs["extractor_version"], path
+        if path.startswith(("video/face/", "video/summary")):  # and the model with its weights
+            assert arr.attrs["model"]["weights"], path
+
+
 def test_human_summary_and_strict(mixed_dataset: Path, mixed_store, scheduler: str) -> None:
     store_path, _ = mixed_store
     proc = run_emo("extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, *FAST)
     assert proc.returncode == 0
-    assert "0 clips written, 8 already there" in proc.stdout
+    assert "0 clips written, 12 already there" in proc.stdout
     strict = run_emo(
         "extract", str(mixed_dataset), "-o", str(store_path), "--scheduler", scheduler, *FAST, "--strict", "-q"
     )
@@ -97,6 +144,31 @@ def test_human_summary_and_strict(mixed_dataset: Path, mixed_store, scheduler: s
     )
     assert strict.returncode == 1
     assert "unreadable container" in strict.stdout and "problems by reason" in strict.stdout
+
+
+def test_partly_decoded_clips_are_shown_and_strict_partial_fails(
+    damaged_media: dict[str, Path], scheduler: str, tmp_path: Path
+) -> None:
+    dataset = tmp_path / "damaged"
+    for path in damaged_media.values():
+        (dataset / "neutral").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dataset / "neutral" / path.name)
+    store = tmp_path / "damaged.zarr"
+    lenient = run_emo(
+        "extract", str(dataset), "-o", str(store), "--scheduler", scheduler, "--features", "mfcc", "--strict"
+    )
+    assert lenient.returncode == 0, lenient.stderr  # a partial decode is not a failure...
+    assert "partly decoded" in " ".join(lenient.stdout.split()) and "aac_damaged" in lenient.stdout
+    strict = run_emo(
+        "extract", str(dataset), "-o", str(tmp_path / "strict.zarr"), "--scheduler", scheduler, "--features", "mfcc",
+        "--strict-partial", "-q",
+    )
+    assert strict.returncode == 1  # ...unless asked
+    info = run_emo("store", "info", str(store), "--json")
+    partial = json.loads(info.stdout)["partly_decoded"]
+    assert partial["audio"]["count"] == 2 and partial["video"]["count"] == 0  # video was not decoded for mfcc
+    text = " ".join(run_emo("store", "info", str(store)).stdout.split())
+    assert "partly decoded" in text and "audio 2" in text
 
 
 def test_resume_does_no_work_and_overwrite_starts_fresh(small_demo_dir: Path, scheduler: str, tmp_path: Path) -> None:

@@ -23,6 +23,19 @@ def result_console() -> Console:
     return probe if probe.is_terminal else Console(width=160)
 
 
+def partial_line(partial: dict[str, dict[str, Any]], examples: int = 3) -> str:
+    """One line on the clips whose audio or video decoded only partly (their status stays ok)."""
+    parts = []
+    for modality, entry in partial.items():
+        if entry["count"]:
+            ids = ", ".join(entry["clip_ids"][:examples]) + (" ..." if entry["count"] > examples else "")
+            parts.append(f"{modality} {entry['count']} ({ids})")
+    if not parts:
+        return "partly decoded: none (every decoded stream decoded whole)"
+    head = "partly decoded (damaged packets skipped or stream cut short; features of the rest kept): "
+    return head + "; ".join(parts)
+
+
 def render_info(info: dict[str, Any], console: Console | None = None) -> None:
     """Print a store summary as tables."""
     console = console or result_console()
@@ -55,6 +68,7 @@ def render_info(info: dict[str, Any], console: Console | None = None) -> None:
     for modality, counts in info["clips_by_status"].items():
         status.add_row(modality, *(str(counts.get(n, 0)) for n in names))
     console.print(status)
+    console.print(partial_line(info.get("partly_decoded", {})), highlight=False)
 
     arrays = Table(title="arrays", title_justify="left")
     for col, justify in (

@@ -32,6 +32,7 @@ class Column:
     dtype: Any  # numpy dtype, or ``str`` for Zarr's variable-length UTF-8
     fill: Any
     description: str
+    required: bool = True  # False for columns added after stores existed: older stores lack them
 
 
 CLIP_COLUMNS: tuple[Column, ...] = (
@@ -44,6 +45,37 @@ CLIP_COLUMNS: tuple[Column, ...] = (
     Column("dialogue_id", str, "", "conversation id for dialogue datasets such as MELD, empty otherwise"),
     Column("utterance_idx", np.int32, -1, "position of the utterance in its dialogue, -1 otherwise"),
     Column("duration_s", np.float32, np.nan, "media duration in seconds (NaN if it could not be read)"),
+    Column(
+        "decoded_s_audio",
+        np.float32,
+        np.nan,
+        "seconds of audio decoded (samples / rate); below duration_s when packets could not be decoded and were "
+        "skipped, as the ffmpeg CLI skips them; 0 when nothing decoded; NaN when the audio was not decoded",
+        required=False,
+    ),
+    Column(
+        "decoded_s_video",
+        np.float32,
+        np.nan,
+        "seconds of video decoded (decoded frames x frame duration); below duration_s when packets could not be "
+        "decoded and were skipped; 0 when nothing decoded; NaN when the video was not decoded",
+        required=False,
+    ),
+    Column(
+        "decode_errors_audio",
+        np.int32,
+        -1,
+        "audio packets that failed to decode and were skipped (a read error that ended the stream counts as "
+        "one); -1 when the audio was not decoded",
+        required=False,
+    ),
+    Column(
+        "decode_errors_video",
+        np.int32,
+        -1,
+        "video packets that failed to decode and were skipped; -1 when the video was not decoded",
+        required=False,
+    ),
     Column("source_path", str, "", "media path relative to the dataset root"),
     Column("source_sha256", str, "", "sha256 of the media file's bytes"),
     Column("status_audio", str, "", "ok | missing | failed | skipped"),
@@ -53,6 +85,31 @@ CLIP_COLUMNS: tuple[Column, ...] = (
     Column("metadata", str, "{}", "adapter-specific metadata as a JSON object"),
 )
 CLIP_COLUMN_NAMES = tuple(c.name for c in CLIP_COLUMNS)
+
+#: A media stream counts as partly decoded when packets were skipped or it decoded less than the container's
+#: duration by more than this many seconds or this fraction of it, whichever is larger (the streams of a sound
+#: file differ by a frame or two; a cut file loses far more).
+PARTIAL_TOLERANCE_S = 0.25
+PARTIAL_TOLERANCE = 0.01
+
+
+def partly_decoded(status: Any, duration_s: Any, decoded_s: Any, errors: Any) -> Any:
+    """Whether a media stream with status ``status`` decoded only partly: packets were skipped, or it is shorter
+    than ``duration_s`` beyond the tolerances above. Works on scalars and on arrays (columns of the clip table);
+    unknown values (NaN, -1: older stores, streams not decoded) are never partial."""
+    duration = np.asarray(duration_s, dtype=np.float64)
+    tolerance = np.maximum(PARTIAL_TOLERANCE_S, PARTIAL_TOLERANCE * duration)
+    short = np.asarray(decoded_s, dtype=np.float64) < duration - tolerance
+    return (np.asarray(status) == STATUS_OK) & ((np.asarray(errors) > 0) | short)
+
+
+def partly_decoded_clips(clips: Any, modality: str) -> Any:
+    """Boolean mask over the clip table ``clips`` (a DataFrame): clips whose ``modality`` ("audio" or "video")
+    decoded only partly (:func:`partly_decoded`); all False for stores written before the decode columns."""
+    seconds, errors = f"decoded_s_{modality}", f"decode_errors_{modality}"
+    if seconds not in clips or errors not in clips:
+        return np.zeros(len(clips), dtype=bool)
+    return partly_decoded(clips[f"status_{modality}"], clips["duration_s"], clips[seconds], clips[errors])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import zarr
 from emo.errors import StoreError, UsageError
 from emo.features_store.fastread import read_rows
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
-from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION
+from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION, partly_decoded_clips
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,6 +186,10 @@ class FeatureStore:
         """Everything ``emo store info`` shows, as JSON-able data."""
         clips = self.clips()
         by_status = {m: dict(Counter(clips[f"status_{m}"].tolist())) for m in MODALITIES if f"status_{m}" in clips}
+        partial = {}
+        for modality in ("audio", "video"):
+            ids = clips["clip_id"][partly_decoded_clips(clips, modality)].tolist() if len(clips) else []
+            partial[modality] = {"count": len(ids), "clip_ids": ids}
         arrays = []
         for path, arr in self.iter_arrays():
             arrays.append(
@@ -212,6 +216,7 @@ class FeatureStore:
             if len(clips)
             else {},
             "clips_by_status": by_status,
+            "partly_decoded": partial,
             "arrays": arrays,
             "bytes_stored": sum(a["bytes_stored"] for a in arrays),
             "extraction": {"config_hash": extraction.get("config_hash"), "config": extraction.get("config")},

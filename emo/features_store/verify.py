@@ -26,7 +26,7 @@ from emo.errors import StoreError
 from emo.features_store.checksums import ALGORITHM, ChunkRef, chunks_for_rows, digest, recorded
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.objects import StoreObjects
-from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES
+from emo.features_store.schema import CLIP_COLUMNS, MODALITIES
 from emo.features_store.store import ROWS_ATTR, FeatureStore
 
 #: Root attributes every emo store has.
@@ -152,9 +152,9 @@ def _check_schema(fs: FeatureStore, report: VerifyReport) -> dict[str, zarr.Arra
             report.problem(path, str(exc))
         if path.split("/")[0] not in ("clips", *MODALITIES):
             report.warn(path, "not part of the emo schema (rows are not checked against clips/clip_id)")
-    for name in CLIP_COLUMN_NAMES:
-        if f"clips/{name}" not in arrays:
-            report.problem(f"clips/{name}", "column of the clip table is missing")
+    for column in CLIP_COLUMNS:
+        if column.required and f"clips/{column.name}" not in arrays:
+            report.problem(f"clips/{column.name}", "column of the clip table is missing")
     return arrays
 
 

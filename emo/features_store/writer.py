@@ -9,6 +9,7 @@ any point leaves a store whose committed rows are intact; the next writer trims 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import shutil
 import time
@@ -23,11 +24,13 @@ import emo
 from emo.errors import StoreError, UsageError
 from emo.features_store.checksums import record_checksums, recorded, refresh_after_trim
 from emo.features_store.clip_result import ClipResult
-from emo.features_store.location import StoreLocation, parse_location
+from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.lock import LOCK_NAME, StoreLock, active_writer
-from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, FeatureSpec, SequenceSpec, VectorSpec
+from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, Column, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.store import ROWS_ATTR, check_version
 from emo.interrupt import deferred_interrupt
+
+log = logging.getLogger(__name__)
 
 #: Target uncompressed size of one chunk of a ragged (per-frame) array.
 FRAME_CHUNK_BYTES = 4 << 20
@@ -152,6 +155,7 @@ class StoreWriter:
                 attrs = dict(group.attrs)
                 check_version(attrs, location.display)
                 _check_compatible(location, attrs, labels, extraction)
+                _add_missing_columns(group)
             else:
                 group = _create(zstore, specs, labels, dataset, extraction, software, chunk_rows)
             writer = cls(group, location, lock, specs, flush_seconds=flush_seconds, on_commit=on_commit)
@@ -234,13 +238,23 @@ class StoreWriter:
             )
         with deferred_interrupt():
             try:
-                self._append_block(self._buffer[:n])
-            except BaseException:
+                with storage_errors(self.location, action="cannot write to the store"):
+                    self._append_block(self._buffer[:n])
+            except BaseException as exc:
                 # arrays may now differ in length: another block appended after them would misalign rows
                 self._failed = True
+                if isinstance(exc, StoreError):
+                    raise StoreError(
+                        f"{exc}; the {self.rows} clips committed before are intact: fix the storage (free space, "
+                        "permissions, connection) and run the same command again to resume"
+                    ) from None
                 raise
             self._buffer = self._buffer[n:]
-            self.lock.heartbeat()
+            try:
+                with storage_errors(self.location, action="could not renew the writer's lease"):
+                    self.lock.heartbeat()
+            except StoreError as exc:  # the block is committed; the next commit says whether the storage is back
+                log.warning("%s", exc)
             self._last_flush = time.monotonic()
             if self.on_commit is not None:
                 self.on_commit(self.rows, n)
@@ -421,6 +435,28 @@ def _check_compatible(
         )
 
 
+def _create_column(group: zarr.Group, col: Column, chunk_rows: int, length: int) -> None:
+    """The clip table's column ``col``, ``length`` rows of its fill value."""
+    group.create_array(
+        f"clips/{col.name}",
+        shape=(length,),
+        dtype=col.dtype,
+        chunks=(chunk_rows,),
+        compressors=compressors_for(col.dtype),
+        fill_value=col.fill,
+        dimension_names=["clip"],
+        attributes={"description": col.description},
+    )
+
+
+def _add_missing_columns(group: zarr.Group) -> None:
+    """Columns added to the clip table since the store was created, filled with "unknown" for its rows."""
+    length = group["clips/clip_id"].shape[0]
+    for col in CLIP_COLUMNS:
+        if f"clips/{col.name}" not in group:
+            _create_column(group, col, int(group.attrs["chunk_rows"]), length)
+
+
 def _create(
     zstore: Any,
     specs: Iterable[FeatureSpec],
@@ -450,16 +486,7 @@ def _create(
         },
     )
     for col in CLIP_COLUMNS:
-        group.create_array(
-            f"clips/{col.name}",
-            shape=(0,),
-            dtype=col.dtype,
-            chunks=(chunk_rows,),
-            compressors=compressors_for(col.dtype),
-            fill_value=col.fill,
-            dimension_names=["clip"],
-            attributes={"description": col.description},
-        )
+        _create_column(group, col, chunk_rows, 0)
     for spec in specs:
         if isinstance(spec, VectorSpec):
             group.create_array(
@@ -499,7 +526,7 @@ def _create(
             chunks=(max(chunk_rows, 4096),),
             compressors=compressors_for(np.int64),
             dimension_names=["clip_edge"],
-            attributes={"description": "N+1 row offsets into the ragged arrays of this group"},
+            attributes={**spec.attrs, "description": "N+1 row offsets into the ragged arrays of this group"},
         )
         if spec.derived:
             d, steps = spec.dim, spec.steps
@@ -512,6 +539,7 @@ def _create(
                 fill_value=0.0,
                 dimension_names=["clip", "step", "d0"],
                 attributes={
+                    **spec.attrs,
                     "description": f"each clip resampled to {steps} steps (segment means; "
                     "shorter clips zero-padded, see mask)",
                     "steps": steps,
@@ -525,7 +553,7 @@ def _create(
                 compressors=compressors_for(bool),
                 fill_value=False,
                 dimension_names=["clip", "step"],
-                attributes={"description": "True where aligned holds data"},
+                attributes={**spec.attrs, "description": "True where aligned holds data"},
             )
             sub.create_array(
                 "pooled",
@@ -536,6 +564,7 @@ def _create(
                 fill_value=np.nan,
                 dimension_names=["clip", "d0"],
                 attributes={
+                    **spec.attrs,
                     "description": f"mean over frames (first {d}) then standard deviation "
                     f"(last {d}); NaN when the clip has no frames"
                 },

@@ -18,7 +18,14 @@ from typing import Any
 from emo.features_store.clip_result import ClipResult
 from emo.features_store.derived import drop_derived
 from emo.features_store.location import StoreLocation, parse_location
-from emo.features_store.schema import MODALITIES, STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE, STATUS_OK
+from emo.features_store.schema import (
+    MODALITIES,
+    STATUS_FAILED,
+    STATUS_MISSING,
+    STATUS_NO_FACE,
+    STATUS_OK,
+    partly_decoded,
+)
 from emo.features_store.writer import StoreWriter, committed_clip_ids, writable_now
 from emo.interrupt import deferred_interrupt
 from emo.pipeline.config import ExtractionConfig
@@ -76,9 +83,15 @@ class ExtractionReport:
     device: str = ""  # where the model stages ran
     workers: Counter[str] = field(default_factory=Counter)  # clips computed per Dask worker name
 
+    partly_decoded: dict[str, list[str]] = field(default_factory=lambda: {"audio": [], "video": []})  # ids
     n_with_features: int = 0  # written clips with at least one modality extracted
     #: seconds of compute by stage, summed over the written clips (``emo.pipeline.timing``)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_partly_decoded(self) -> int:
+        """Clips with an audio or video stream that decoded only partly (status ok, the rest was kept)."""
+        return len({clip for clips in self.partly_decoded.values() for clip in clips})
 
     @property
     def n_failed(self) -> int:
@@ -95,6 +108,15 @@ class ExtractionReport:
         for m, s in zip(MODALITIES, statuses, strict=True):
             self.status_counts[m][s] += 1
         self.n_with_features += any(s == STATUS_OK for s in statuses)
+        columns = result.columns
+        for modality, clip_ids in self.partly_decoded.items():
+            if partly_decoded(
+                columns.get(f"status_{modality}", ""),
+                columns.get("duration_s", float("nan")),
+                columns.get(f"decoded_s_{modality}", float("nan")),
+                columns.get(f"decode_errors_{modality}", -1),
+            ):
+                clip_ids.append(result.clip_id)
         if any(s in (STATUS_FAILED, STATUS_MISSING, STATUS_NO_FACE) for s in statuses):
             for reason in filter(None, str(result.columns.get("error", "")).split("; ")):
                 self.failures.setdefault(reason.split(":")[0], []).append(result.clip_id)
@@ -110,6 +132,7 @@ class ExtractionReport:
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped_files],
             "status": {m: dict(c) for m, c in self.status_counts.items()},
             "failures": {k: {"count": len(v), "clip_ids": v} for k, v in self.failures.items()},
+            "partly_decoded": {k: {"count": len(v), "clip_ids": v} for k, v in self.partly_decoded.items()},
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
             "models": self.models,

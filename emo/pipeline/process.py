@@ -109,6 +109,9 @@ class _Job:
 
     def result(self) -> ClipResult:
         self.columns.update({f"status_{m}": s for m, s in self.outcome.status.items()})
+        for modality, stats in self.clip.decoded.items():
+            self.columns[f"decoded_s_{modality}"] = stats.seconds
+            self.columns[f"decode_errors_{modality}"] = stats.errors
         self.columns["error"] = "; ".join(dict.fromkeys(self.outcome.reasons))
         return ClipResult(columns=self.columns, arrays=self.outcome.arrays, timings=self.clip.timings)
 
@@ -180,16 +183,24 @@ def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     """Decode and clean up the clip's audio into ``job.clip``; False (status recorded) if there is none."""
     started = perf_counter()
     try:
-        samples = decode_audio(job.record.path, config.sample_rate)
+        decoded = decode_audio(job.record.path, config.sample_rate)
     except MissingStream as exc:
         job.outcome.fail("audio", STATUS_MISSING, exc.reason)
         return False
     except MediaError as exc:
+        if exc.stats is not None:
+            job.clip.decoded["audio"] = exc.stats
         job.outcome.fail("audio", STATUS_FAILED, exc.reason)
         return False
     finally:
         add(job.clip.timings, "decode audio", perf_counter() - started)
     started = perf_counter()
-    job.clip.audio = preprocess(samples, config.denoise, config.normalize, config.n_fft)
+    job.clip.decoded["audio"] = decoded.stats
+    if decoded.stats.errors:
+        log.info(
+            "%s: %d audio packets could not be decoded and were skipped (%s); %.2f s decoded",
+            job.record.clip_id, decoded.stats.errors, decoded.stats.first_error, decoded.stats.seconds,
+        )
+    job.clip.audio = preprocess(decoded.samples, config.denoise, config.normalize, config.n_fft)
     add(job.clip.timings, "audio features", perf_counter() - started)
     return True

@@ -7,6 +7,7 @@ the worker plugin then loads the models on GPU workers only.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import logging
@@ -136,18 +137,62 @@ class ClusterOptions:
         return dataclasses.replace(self, workers=min(wanted, n_clips)) if wanted >= 1 else self
 
 
+class _ReconnectCancelled(logging.Filter):
+    """Drops the record Dask's client logs when it is closed while it tries to reconnect to a scheduler that is
+    gone. Once a run's scheduler is lost the client cancels every future and keeps reconnecting; the run stops
+    with its own one-line error (``ClusterLost``) and closes the client, which cancels that reconnection, and
+    Dask's ``log_errors`` reports the cancellation as an ERROR with a traceback. Dask has no way to close a
+    reconnecting client silently (letting the attempt time out logs an ERROR too), so exactly that record, a
+    ``CancelledError`` logged by ``distributed.client``, is dropped; nothing else of Dask's is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+class _RecomputedResult(logging.Filter):
+    """Drops the record the embedded scheduler logs when the driver asks for a task's result that a killed
+    worker held: between a task finishing and the driver fetching its result there is a moment where only that
+    worker has it. Dask then runs the task again and hands the driver the new result (every clip arrives exactly
+    once: ``tests/pipeline/test_faults.py``), but first logs "Couldn't gather keys" as an ERROR. Only that
+    record, and only when every key it names is still known to the scheduler (its dead holder not yet noticed,
+or computing again); a key the scheduler has forgotten still shows."""
+
+    RECOVERING = frozenset({"memory", "released", "waiting", "queued", "no-worker", "processing"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "Couldn't gather keys: %s":
+            return True
+        states = record.args  # logging unpacks a lone mapping argument
+        return not (isinstance(states, dict) and states and set(states.values()) <= self.RECOVERING)
+
+
+@contextmanager
+def _logs_filtered(filters: dict[str, logging.Filter]) -> Iterator[None]:
+    """The filters on their loggers for the block (each drops one record of Dask's; see its docstring)."""
+    for name, record_filter in filters.items():
+        logging.getLogger(name).addFilter(record_filter)
+    try:
+        yield
+    finally:
+        for name, record_filter in filters.items():
+            logging.getLogger(name).removeFilter(record_filter)
+
+
 @contextmanager
 def dask_client(options: ClusterOptions) -> Iterator[Client]:
-    """A connected Client; an embedded LocalCluster (one thread per worker) is closed on exit."""
+    """A connected Client; an embedded LocalCluster (one thread per worker) is closed on exit, its workers
+    before its scheduler (``LocalCluster.close``), so no worker outlives the scheduler it reports to."""
     if options.scheduler:
         try:
             client = Client(options.scheduler, timeout="15s")
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"cannot connect to the Dask scheduler at {options.scheduler}: {exc}") from None
-        try:
-            yield client
-        finally:
-            client.close()
+        with _logs_filtered({"distributed.client": _ReconnectCancelled()}):
+            try:
+                yield client
+            finally:
+                client.close()
         return
     n = options.workers or default_workers()
     if n < 1:
@@ -173,14 +218,15 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     # callback is printed as "Exception ignored" and lost: the run would go on as if nothing was pressed.
     disable_gc_diagnosis(force=True)
     client = Client(cluster)
-    try:
-        yield client
-    finally:
-        with _quiet(("distributed", "asyncio")):
-            # Stopping workers that are still loading models or running a task (Ctrl-C, an error) makes the scheduler
-            # log its failed calls to them, with tracebacks: noise once the run has said how it ended.
-            client.close()
-            cluster.close()
+    with _logs_filtered({"distributed.client": _ReconnectCancelled(), "distributed.scheduler": _RecomputedResult()}):
+        try:
+            yield client
+        finally:
+            with _quiet(("distributed", "asyncio")):
+                # Stopping workers that are still loading models or running a task (Ctrl-C, an error) makes the
+                # scheduler log its failed calls to them, with tracebacks: noise once the run has said how it ended.
+                client.close()
+                cluster.close()
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from emo.features_store.info import result_console
+from emo.features_store.info import partial_line, result_console
 from emo.pipeline.extract import ExtractionReport
 
 EXAMPLES = 3
@@ -45,6 +45,9 @@ def print_summary(report: ExtractionReport, console: Console | None = None) -> N
                 reason, str(len(clips)), ", ".join(clips[:EXAMPLES]) + (" ..." if len(clips) > EXAMPLES else "")
             )
         console.print(failures)
+    if report.n_partly_decoded:
+        partial = {m: {"count": len(ids), "clip_ids": ids} for m, ids in report.partly_decoded.items()}
+        console.print(partial_line(partial, EXAMPLES), highlight=False)
     if report.skipped_files:
         skipped = Table(title=f"{len(report.skipped_files)} dataset files not used", title_justify="left")
         skipped.add_column("file")

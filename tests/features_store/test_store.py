@@ -182,7 +182,8 @@ def test_a_write_that_stops_part_way_is_never_followed_by_another(
         real_append(arr, data)
 
     monkeypatch.setattr(writer_module, "_append", failing_append)
-    with pytest.raises(OSError, match="disk full"), open_writer(path) as writer:
+    expected = r"cannot write to the store .*disk full; the 4 clips committed before are intact: .* resume"
+    with pytest.raises(StoreError, match=expected), open_writer(path) as writer:
         for i in range(4, 12):
             writer.add(result(i, 4))  # the block of c4..c7 fails part-way; c8.. never get queued
     assert len(calls) == 3, "after the failure nothing else was appended (no flush of the rest on exit)"
@@ -247,8 +248,7 @@ def test_lock_of_a_killed_writer_does_not_stick(tmp_path: Path) -> None:
             open_writer(path)
     finally:
         proc.kill()
-        proc.wait()
-    time.sleep(0.1)
+        proc.wait()  # the kernel released its lock with the process
     open_writer(path).close()
 
 

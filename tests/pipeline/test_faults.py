@@ -14,6 +14,7 @@ the first runs at Dask's default ``allowed-failures`` (what a user's cluster has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,9 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
-from conftest import DaskProcesses, emo_cmd, run_emo
+from conftest import DaskProcesses, assert_quiet, emo_cmd, run_emo
 from distributed import Client
 
 from emo.features_store import FeatureStore
@@ -127,6 +129,54 @@ def test_sigkill_worker_mid_run(demo_dir: Path, tmp_path: Path, kill_cluster: Da
     assert set(clips["status_audio"]) == {"ok"} and not clips["error"].any()
     assert np.isfinite(fs.read("audio/egemaps")).all()
     _verified(store)
+    assert_quiet((tmp_path / "err.log").read_text())
+
+
+def _embedded_workers(driver: subprocess.Popen) -> list[psutil.Process]:
+    """The worker processes of a driver's embedded cluster (spawned by its nannies; not the resource tracker)."""
+    out = []
+    for child in psutil.Process(driver.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(child.cmdline())
+            if "spawn_main" in cmdline and "resource_tracker" not in cmdline:
+                out.append(child)
+    return out
+
+
+def test_embedded_worker_killed_three_times(demo_dir: Path, tmp_path: Path) -> None:
+    store, err = tmp_path / "s.zarr", tmp_path / "err.log"
+    driver = _start_driver(
+        tmp_path, str(demo_dir), "-o", str(store), "--workers", "2", "--features", "mfcc,faces", "--fps", "2",
+        "--batch-size", "1", "--chunk-clips", "1", "--json", "-q",
+    )
+    killed: list[int] = []
+    try:
+        for kill in range(3):
+            # two workers are up (the nanny restarted the last one killed) and clips keep coming: the oldest worker
+            # has been taking clips all along, so the kill lands in the middle of one
+            rows = _rows(store)
+            _wait_for(
+                driver,
+                lambda r=rows: _rows(store) >= r + 2 and len(_embedded_workers(driver)) == 2,
+                err,
+                timeout=180,
+            )
+            victim = min(_embedded_workers(driver), key=lambda w: w.create_time())
+            victim.kill()
+            killed.append(victim.pid)
+            assert _rows(store) < 24, f"kill {kill + 1} must land in the middle of the run"
+        assert driver.wait(300) == 0, err.read_text()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["n_written"] == 24 and report["status"]["audio"] == {"ok": 24}
+    fs = FeatureStore.open(store)
+    clips = fs.clips()
+    assert fs.n_clips == 24 and clips["clip_id"].is_unique  # each clip exactly once
+    assert set(clips["status_video"]) == {"ok"} and not clips["error"].any()
+    _verified(store)
+    assert_quiet(err.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +272,4 @@ def test_scheduler_lost_mid_run(demo_dir: Path, tmp_path: Path, tmp_path_factory
     assert 2 <= len(clips) < 24 and clips["clip_id"].is_unique
     assert set(clips["status_audio"]) == {"ok"} and not clips["error"].any()
     _verified(store)
+    assert_quiet(message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +112,7 @@ def test_state_dict_files_load_and_are_identified(tmp_path: Path, crops: np.ndar
         np.testing.assert_allclose(e1, ref.eval()(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_missing_imagenet_weights_fail_fast_naming_file_and_directory(empty_torch_home: Path) -> None:
-    t0 = time.perf_counter()
+def test_missing_imagenet_weights_fail_fast_naming_file_and_directory(empty_torch_home: Path, no_network: None) -> None:
     with pytest.raises(MissingModelError) as err:
         check_visual_weights("resnet18", "imagenet")
     msg = str(err.value)
@@ -125,7 +123,6 @@ def test_missing_imagenet_weights_fail_fast_naming_file_and_directory(empty_torc
         load_visual_model("resnet18", "imagenet")
     with pytest.raises(MissingModelError, match="resnet50-11ad3fa6.pth"):
         load_visual_model("resnet50")
-    assert time.perf_counter() - t0 < 5
 
 
 def test_imagenet_reads_the_file_at_torchvisions_cache_path(empty_torch_home: Path, crops: np.ndarray) -> None:

@@ -248,10 +248,9 @@ def test_workers_start_while_the_store_opens_and_never_for_nothing(
     assert not starts[0]._thread.is_alive() and not starts[0]._close_thread.is_alive()  # type: ignore[attr-defined]
     events.clear()
     starts.clear()
-    started = time.monotonic()
     report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
     assert events == ["store", "store closed"] and report.n_already_done == 24 and report.n_written == 0
-    assert time.monotonic() - started < 10
+    assert not starts  # nothing to do: no cluster was started (how long such a run takes: benchmarks/extraction.py)
     events.clear()
     with pytest.raises(UsageError, match="different configuration"):
         extract_module.extract(demo_dir, store, config=ExtractionConfig(features=("mfcc",), n_mfcc=20), cluster=options)

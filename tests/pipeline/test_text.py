@@ -8,7 +8,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers/huggingface_hub read i
 
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -113,8 +112,7 @@ def test_provenance_identifies_the_weights(encoder: TextEncoder) -> None:
     assert prov["software"]["transformers"]
 
 
-def test_unknown_models_fail_fast_and_say_where_they_looked(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
+def test_unknown_models_fail_fast_and_say_where_they_looked(tmp_path: Path, no_network: None) -> None:
     with pytest.raises(MissingModelError, match="not available offline.*Hugging Face cache") as err:
         TextEncoder("emo-tests/no-such-model")
     assert "HF_HOME" in str(err.value)
@@ -128,4 +126,3 @@ def test_unknown_models_fail_fast_and_say_where_they_looked(tmp_path: Path) -> N
     (tmp_path / "model.safetensors").write_bytes(b"not really weights")
     with pytest.raises(MissingModelError, match="config.json has no model_type, hidden_size"):
         describe_text_model(str(tmp_path))  # the driver's description, read from the files
-    assert time.perf_counter() - t0 < 5

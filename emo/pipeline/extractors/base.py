@@ -16,20 +16,23 @@ from emo.errors import UsageError
 from emo.features_store.schema import FeatureSpec
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
+from emo.pipeline.decode import DecodeStats
 
 T = TypeVar("T")
 
 
 @dataclass
 class Clip:
-    """A clip on a worker: its record, its decoded audio (None when absent), a cache extractors share, and the
-    seconds of compute spent on it by stage (``emo.pipeline.timing``)."""
+    """A clip on a worker: its record, its decoded audio (None when absent), a cache extractors share, the
+    seconds of compute spent on it by stage (``emo.pipeline.timing``) and, per media modality, how much of its
+    stream decoded (``decoded``, filled by whoever decodes it)."""
 
     record: ClipRecord
     audio: np.ndarray | None
     sample_rate: int
     cache: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    decoded: dict[str, DecodeStats] = field(default_factory=dict)
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute an intermediate once per clip (e.g. the mel spectrogram both MFCC and log-mel use)."""

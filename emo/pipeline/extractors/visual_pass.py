@@ -25,7 +25,7 @@ from emo.errors import UsageError
 from emo.features_store.schema import STATUS_FAILED, STATUS_MISSING
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import VIDEO_EXTENSIONS
-from emo.pipeline.decode import MediaError, MissingStream, iter_frames
+from emo.pipeline.decode import FrameStream, MediaError, MissingStream
 from emo.pipeline.extractors.base import Clip, Unavailable, worker_resource
 from emo.pipeline.faces import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
 from emo.pipeline.models import VisualModel, load_visual_model
@@ -199,6 +199,8 @@ class VisualPass:
             except Unavailable as exc:
                 clip.cache[CACHE_KEY] = exc
             except MediaError as exc:
+                if exc.stats is None:  # the stream was never decoded (no video stream, unreadable container)
+                    clip.decoded.pop("video", None)
                 clip.cache[CACHE_KEY] = _media_unavailable(clip, exc)
             except Exception as exc:  # noqa: BLE001 - a bug or a model crash on this clip fails this clip only
                 log.debug("visual pass failed on %s", clip.record.clip_id, exc_info=True)
@@ -234,9 +236,11 @@ class VisualPass:
     ) -> None:
         frames: list[np.ndarray] = []
         decoding = 0.0
+        stream = FrameStream(clip.record.path, self.config.fps)
+        clip.decoded["video"] = stream.stats
         started = perf_counter()
         try:
-            for _t, frame in iter_frames(clip.record.path, self.config.fps):
+            for _t, frame in stream:
                 decoding += perf_counter() - started
                 frames.append(frame)
                 if len(frames) == FRAME_BATCH:
@@ -248,6 +252,11 @@ class VisualPass:
             add(acc.timings, "decode video", decoding)
         if frames:
             self._frames(frames, acc, detector, queue)
+        if stream.stats.errors:
+            log.info(
+                "%s: %d video packets could not be decoded and were skipped (%s); %.2f s decoded",
+                clip.record.clip_id, stream.stats.errors, stream.stats.first_error, stream.stats.seconds,
+            )
         if not acc.detections:
             raise Unavailable(STATUS_FAILED, "empty video stream: no frames decoded")
 
