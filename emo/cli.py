@@ -441,7 +441,7 @@ def _hparams(items: tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--hparam")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(raw)
         except ValueError:
@@ -460,7 +460,8 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Feature selection fitted on each training split: none|l1|tree|zebra, or per modality "
                      "text=l1,audio=tree,video=tree (seed 002)."),
         click.option("--split", type=click.Choice(["auto", "speaker", "stratified", "predefined"]), default="auto",
-                     show_default=True, help="auto = speaker-independent when speakers are known."),
+                     show_default=True, help="auto = the dataset's own split when the store has one (MELD's "
+                     "train/dev/test), else speaker-independent when speakers are known, else stratified 80/20."),
         click.option("--folds", type=int, default=1, show_default=True, help="K folds (speaker-grouped with "
                      "--split speaker)."),
         click.option("--seeds", type=int, default=1, show_default=True, help="Repeat every split with S seeds."),
@@ -474,6 +475,9 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
                      help="Head hyper-parameter, e.g. n=250, audio_encoder=speech-cnn (repeatable)."),
+        click.option("--autoencoder", "ae_params", multiple=True, metavar="KEY=VALUE",
+                     help="With --features audio/ae (seed 001's autoencoder, fitted inside every training split): "
+                     "bottleneck, hidden, epochs, batch_size, lr, max_frames (repeatable)."),
         storage_options_option,
     ]
     for option in reversed(options):
@@ -501,6 +505,8 @@ def _train_config(method: str, kw: dict[str, Any]) -> Any:
         class_weights=kw["class_weights"],
         device=kw["device"],
         hparams=_hparams(kw["hparam"]),
+        permutation_test=kw.get("permutation_test", 0),
+        autoencoder=_hparams(kw["ae_params"]),
     )
 
 
@@ -509,6 +515,9 @@ def _train_config(method: str, kw: dict[str, Any]) -> Any:
 @click.option("--method", required=True, help="Fusion head: early, late, attention, bilstm-sa, bilstm, cnn, "
               "label-fusion, cross-tucker, hierarchical, speech-cnn.")
 @click.option("-o", "--output", "out_dir", required=True, help="Run directory to write.")
+@click.option("--permutation-test", type=int, default=0, show_default=True, metavar="N",
+              help="Leakage check: train N more times on the reference split with shuffled training labels; "
+              "reports their test UA (it must sit at chance) and the p-value of the real result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics summary as JSON.")
 @common
 def fuse(store_path: str, method: str, out_dir: str, as_json: bool, quiet: bool, **kw: Any) -> None:

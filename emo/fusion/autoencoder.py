@@ -1,13 +1,19 @@
 """The audio autoencoder of seed 001 (§2.2, §3.2.1): an undercomplete autoencoder trained with MSE on the
-store's log-mel frames of the training clips; its bottleneck, averaged over each clip's frames, is stored as
-``audio/ae`` [N, d] with its provenance and weights, so heads can use it and ``emo predict`` can recompute it.
+log-mel frames of the training clips; its bottleneck, averaged over each clip's frames, is the ``audio/ae``
+feature [N, d].
+
+``emo fuse --features audio/ae`` fits it inside every training split of every seed and fold
+(:func:`fit_autoencoder` on the store's ``audio/mel`` frames), like the normaliser and the selectors, so no
+statistic of a test clip reaches training; the run's checkpoint keeps the reference run's autoencoder so that
+``emo predict`` computes the same codes. ``emo features autoencoder`` still writes one split's codes into the
+store as ``audio/ae`` for use outside emo (its provenance names that split); fusion does not read them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -52,6 +58,17 @@ class AutoencoderConfig:
     split: str = "auto"
     seed: int = 0
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any], seed: int = 0) -> AutoencoderConfig:
+        """A config from ``--autoencoder KEY=VALUE`` pairs (unknown keys are a usage error)."""
+        known = {f.name for f in fields(cls)} - {"split", "seed"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown autoencoder parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in params.items()}, seed=seed)
+
 
 def _frames(sequences: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
     parts = [sequences[i] for i in rows if len(sequences[i])]
@@ -70,40 +87,47 @@ def encode_clips(model: FrameAutoencoder, mean: np.ndarray, std: np.ndarray, seq
     return out
 
 
-def model_from_arrays(
-    arrays: dict[str, np.ndarray], attrs: dict[str, Any]
-) -> tuple[FrameAutoencoder, np.ndarray, np.ndarray]:
-    """Rebuild the autoencoder (and its input standardisation) from the arrays stored beside ``audio/ae``."""
-    cfg = attrs["params"]
-    model = FrameAutoencoder(int(attrs["input_dim"]), int(cfg["bottleneck"]), int(cfg["hidden"]))
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items() if not k.startswith("norm_")})
-    return model, np.asarray(arrays["norm_mean"]), np.asarray(arrays["norm_std"])
+@dataclass
+class FittedAutoencoder:
+    """An autoencoder fitted on some clips' frames, with the standardisation of its input."""
+
+    model: FrameAutoencoder
+    mean: np.ndarray
+    std: np.ndarray
+    config: AutoencoderConfig
+    history: list[float]
+    n_frames: int
+    n_clips: int
+
+    def encode(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """[N, d]: the mean bottleneck code of each clip's frames (NaN for a clip without frames)."""
+        return encode_clips(self.model, self.mean, self.std, sequences)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Weights and input standardisation as named arrays (checkpoints, the store's ``audio/ae_model``)."""
+        out = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
+        return out | {"norm_mean": self.mean.astype(np.float32), "norm_std": self.std.astype(np.float32)}
+
+    def describe(self) -> dict[str, Any]:
+        """What :func:`model_from_arrays` needs besides the arrays, and what the model was trained on."""
+        digest = hashlib.sha256()
+        for name, value in sorted(self.arrays().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        return {
+            "source": SOURCE,
+            "input_dim": int(self.mean.size),
+            "params": asdict(self.config),
+            "n_clips": self.n_clips,
+            "n_frames": self.n_frames,
+            "train_mse": self.history,
+            "weights_sha256": digest.hexdigest(),
+        }
 
 
-def load_from_store(fs: FeatureStore) -> tuple[FrameAutoencoder, np.ndarray, np.ndarray, dict[str, Any]]:
-    attrs = dict(fs.array(TARGET).attrs)
-    names = [p.split("/")[-1] for p in fs.array_paths() if p.startswith(f"{TARGET}_model/")]
-    arrays = {n: fs.group[f"{TARGET}_model/{n}"][...] for n in names}
-    return (*model_from_arrays(arrays, attrs), attrs)
-
-
-def train_autoencoder(
-    store: str, config: AutoencoderConfig | None = None, storage_options: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Train on the training clips' log-mel frames and write ``audio/ae``; returns the provenance written."""
-    config = config or AutoencoderConfig()
-    fs = FeatureStore.open(store, storage_options)
-    if f"{SOURCE}/values" not in fs.array_paths():
-        raise UsageError(f"{fs.location.display} has no {SOURCE} frames: extract with --features including mel")
-    data = load_fusion_data(fs, {"audio": [SOURCE]}, {"audio": "vector"})
-    sequences = fs.sequences(f"{SOURCE}/values")
-    protocol = resolve_protocol(data, config.split) if (data.y >= 0).sum() >= 4 else "all"
-    if protocol == "all":
-        train_rows = np.arange(fs.n_clips)
-    else:
-        split = next(make_splits(data.subset(data.labelled), protocol, 1, config.seed))
-        train_rows = data.labelled[split.train]
-    frames = _frames(sequences, train_rows)
+def fit_autoencoder(sequences: list[np.ndarray], rows: np.ndarray, config: AutoencoderConfig) -> FittedAutoencoder:
+    """Train on the frames of the clips ``rows`` only (the training clips of one split)."""
+    frames = _frames(sequences, rows)
     if frames.shape[0] < 100:
         raise UsageError(f"only {frames.shape[0]} {SOURCE} frames in the training clips: too few for an autoencoder")
     mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-6)
@@ -125,33 +149,61 @@ def train_autoencoder(
             total += loss.item() * x.shape[0]
         history.append(total / take.size)
         log.debug("autoencoder epoch %d: MSE %.4f", epoch + 1, history[-1])
-    codes = encode_clips(model, mean, std, sequences)
-    arrays = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    arrays |= {"norm_mean": mean.astype(np.float32), "norm_std": std.astype(np.float32)}
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    n_clips = sum(1 for i in rows if len(sequences[i]))
+    return FittedAutoencoder(model, mean, std, config, history, int(frames.shape[0]), n_clips)
+
+
+def model_from_arrays(
+    arrays: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> tuple[FrameAutoencoder, np.ndarray, np.ndarray]:
+    """Rebuild the autoencoder (and its input standardisation) from its arrays and :meth:`describe` (or the
+    attributes of a stored ``audio/ae``)."""
+    cfg = attrs["params"]
+    model = FrameAutoencoder(int(attrs["input_dim"]), int(cfg["bottleneck"]), int(cfg["hidden"]))
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items() if not k.startswith("norm_")})
+    return model, np.asarray(arrays["norm_mean"]), np.asarray(arrays["norm_std"])
+
+
+def train_autoencoder(
+    store: str, config: AutoencoderConfig | None = None, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train on one split's training clips and write ``audio/ae`` into the store (for use outside emo; fusion
+    fits its own in every split); returns the provenance written."""
+    config = config or AutoencoderConfig()
+    fs = FeatureStore.open(store, storage_options)
+    if f"{SOURCE}/values" not in fs.array_paths():
+        raise UsageError(f"{fs.location.display} has no {SOURCE} frames: extract with --features including mel")
+    data = load_fusion_data(fs, {"audio": [SOURCE]}, {"audio": "vector"})
+    sequences = fs.sequences(f"{SOURCE}/values")
+    protocol = resolve_protocol(data, config.split) if (data.y >= 0).sum() >= 4 else "all"
+    if protocol == "all":
+        train_rows = np.arange(fs.n_clips)
+    else:
+        split = next(make_splits(data.subset(data.labelled), protocol, 1, config.seed))
+        train_rows = data.labelled[split.train]
+    fitted = fit_autoencoder(sequences, train_rows, config)
+    codes = fitted.encode(sequences)
+    described = fitted.describe()
     train_ids = sorted(str(c) for c in data.clip_ids[train_rows])
     provenance = {
         "extractor": "emo.fusion.autoencoder.FrameAutoencoder (seed 001 undercomplete autoencoder, MSE)",
         "extractor_version": f"emo {emo.__version__}",
         "source": SOURCE,
-        "input_dim": int(frames.shape[1]),
+        "input_dim": described["input_dim"],
         "params": asdict(config),
         "pooling": "mean of the per-frame bottleneck codes",
         "trained_on": {
             "split_protocol": protocol,
             "seed": config.seed,
             "n_clips": len(train_ids),
-            "n_frames": int(frames.shape[0]),
+            "n_frames": described["n_frames"],
             "clip_ids_sha256": hashlib.sha256("\n".join(train_ids).encode()).hexdigest(),
         },
-        "train_mse": history,
-        "weights": {"sha256": digest.hexdigest(), "stored_at": f"{TARGET}_model/"},
-        "note": "fitted on the training clips of the split above; fusion runs with the same protocol and seed "
-        "see no test clip in the autoencoder's training data",
+        "train_mse": fitted.history,
+        "weights": {"sha256": described["weights_sha256"], "stored_at": f"{TARGET}_model/"},
+        "note": "fitted on the training clips of the split above, for use outside emo; emo fuse does not read "
+        "these codes: it fits the autoencoder inside every training split of every seed and fold",
     }
-    write_derived(store, TARGET, codes, provenance, arrays, storage_options)
-    log.info("wrote %s [%d x %d] (final MSE %.4f)", TARGET, codes.shape[0], codes.shape[1], history[-1])
+    write_derived(store, TARGET, codes, provenance, fitted.arrays(), storage_options)
+    log.info("wrote %s [%d x %d] (final MSE %.4f)", TARGET, codes.shape[0], codes.shape[1], fitted.history[-1])
     return provenance

@@ -15,6 +15,7 @@ from emo.features_store import FeatureStore
 from emo.fusion.heads import build_head
 from emo.fusion.reports import plot_comparison
 from emo.fusion.run_dir import prepare_run_dir, write_run
+from emo.fusion.significance import compare_methods
 from emo.fusion.train import TrainConfig, input_kinds, prepare_data, train_on_data
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ TABLE_METRICS = (
     ("ua", "UA"),
     ("f1_weighted", "WF1"),
 )
+#: The CSV has macro and weighted averages both (papers report one or the other).
+CSV_METRICS = (*TABLE_METRICS, ("precision_weighted", "Precision (weighted)"), ("recall_weighted", "Recall (weighted)"))
+#: Metrics whose paired differences are tested.
+TESTED = (("ua", "UA"), ("wf1", "WF1"))
 
 
 def _fmt(summary: dict[str, Any]) -> str:
@@ -70,8 +75,18 @@ def compare(
         )
         datasets.append(data)
     rows = []
+    paired: dict[str, list[dict[str, Any]]] = {}
     for (name, config), data in zip(entries, datasets, strict=True):
         result = train_on_data(data, config)
+        paired[name] = [
+            {
+                "key": (r.seed, r.split.name),
+                "metrics": r.metrics,
+                "correct": r.test_prob.argmax(1) == data.y[r.split.test],
+                "test": data.clip_ids[r.split.test],
+            }
+            for r in result.runs
+        ]
         run_name = name.replace(" ", "_").replace("(", "").replace(")", "")
         write_run(result, out / "runs" / run_name, command)
         row = {
@@ -81,7 +96,7 @@ def compare(
             "runs": len(result.runs),
             "protocol": result.protocol,
         }
-        row.update({k: result.summary[k] for k, _ in TABLE_METRICS})
+        row.update({k: result.summary[k] for k, _ in CSV_METRICS})
         rows.append(row)
         log.info("compare: %s UA %.3f", name, result.summary["ua"]["mean"])
 
@@ -94,7 +109,7 @@ def compare(
                 "modalities",
                 "runs",
                 "protocol",
-                *[f"{k}_{part}" for k, _ in TABLE_METRICS for part in ("mean", "ci_low", "ci_high")],
+                *[f"{k}_{part}" for k, _ in CSV_METRICS for part in ("mean", "ci_low", "ci_high")],
             ]
         )
         for r in rows:
@@ -105,7 +120,7 @@ def compare(
                     r["modalities"],
                     r["runs"],
                     r["protocol"],
-                    *[v for k, _ in TABLE_METRICS for v in (r[k]["mean"], *r[k]["ci"])],
+                    *[v for k, _ in CSV_METRICS for v in (r[k]["mean"], *r[k]["ci"])],
                 ]
             )
     lines = [
@@ -120,6 +135,46 @@ def compare(
     lines += [
         f"| {r['name']} | {r['modalities']} | " + " | ".join(_fmt(r[k]) for k, _ in TABLE_METRICS) + " |" for r in rows
     ]
+    pairs = compare_methods(paired, [k for k, _ in TESTED]) if len(paired) > 1 else []
+    (out / "significance.json").write_text(json.dumps(pairs, indent=2))
+    lines += _significance_lines(pairs, rows[0]["runs"])
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     plot_comparison(rows, out / "compare.png", f"emo compare: {fs.location.display}")
     return rows
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def _significance_lines(pairs: list[dict[str, Any]], n_runs: int) -> list[str]:
+    """compare.md's table of paired differences (A - B) between every two methods."""
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "## Is the difference real?",
+        "",
+        f"Paired over the {n_runs} run(s) both methods share (same seed and split): mean difference A - B with a "
+        "95% t-interval, the paired t-test's p-value Holm-adjusted over the pairs of this table (significant: "
+        "adjusted p < 0.05, marked **yes**) and the Wilcoxon signed-rank p-value (it cannot go below 0.05 with "
+        "fewer than 6 runs); McNemar: runs whose per-clip predictions differ significantly (exact test, "
+        "p < 0.05). Details in significance.json.",
+        "",
+        "| A | B | " + " | ".join(f"{label} A - B | t p (Holm) | Wilcoxon p | significant" for _, label in TESTED)
+        + " | McNemar |",
+        "| --- | --- | " + " | ".join("---: | ---: | ---: | :---:" for _ in TESTED) + " | ---: |",
+    ]
+    for pair in pairs:
+        cells = []
+        for key, _ in TESTED:
+            d = pair[key]
+            cells += [
+                f"{d['mean_difference']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]",
+                _p(d.get("t_p_holm")),
+                _p(d["wilcoxon_p"]),
+                "**yes**" if d["significant"] else "no",
+            ]
+        mcnemar = f"{pair['mcnemar_significant_runs']} of {len(pair['mcnemar'])}"
+        lines.append(f"| {pair['a']} | {pair['b']} | " + " | ".join(cells) + f" | {mcnemar} |")
+    return lines

@@ -19,6 +19,12 @@ from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES, STATUS_OK
 from emo.features_store.sequences import align
 
+#: Features fitted inside every training split from other arrays of the store (never read as stored, so that
+#: no statistic of a test clip reaches training): path -> the ragged frames it is computed from.
+FITTED_FEATURES = {"audio/ae": "audio/mel"}
+#: Width of a fitted feature when the caller does not say (the autoencoder's default bottleneck).
+FITTED_DIM = 64
+
 #: Features used when only ``--modalities`` is given, by (modality, input kind); the first that exist win.
 DEFAULT_FEATURES: dict[tuple[str, str], tuple[str, ...]] = {
     ("audio", "vector"): ("audio/mfcc", "audio/egemaps"),
@@ -51,6 +57,19 @@ class ModalityInput:
         """[N] True where the clip has this modality at all."""
         return self.mask if self.mask.ndim == 1 else self.mask.any(axis=1)
 
+    @property
+    def fitted(self) -> list[str]:
+        """The features of this input that a run fits on its training clips (:data:`FITTED_FEATURES`)."""
+        return [f for f in self.features if f in FITTED_FEATURES]
+
+    def with_values(self, feature: str, values: np.ndarray) -> ModalityInput:
+        """A copy whose columns of ``feature`` hold ``values`` [N, d] (repeated over the steps of a sequence)."""
+        i = self.features.index(feature)
+        start = sum(self.dims[:i])
+        x = self.x.copy()
+        x[..., start : start + self.dims[i]] = values if x.ndim == 2 else values[:, None, :]
+        return ModalityInput(self.name, self.kind, self.features, self.dims, x, self.mask)
+
 
 @dataclass
 class FusionData:
@@ -65,8 +84,10 @@ class FusionData:
     utterance_idx: np.ndarray
     inputs: dict[str, ModalityInput]
     store: dict[str, Any] = field(default_factory=dict)  # location, config, config_hash, labels
-    #: arrays a model needs besides its own weights to compute its inputs (e.g. the audio/ae autoencoder)
-    model_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: sha256 of each clip's media file ("" when unknown): byte-identical clips on both sides of a split leak
+    source_sha256: np.ndarray | None = None
+    #: per-clip frames that fitted features are computed from (e.g. "audio/mel" -> one [T_i, 128] per clip)
+    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -75,6 +96,18 @@ class FusionData:
     @property
     def labelled(self) -> np.ndarray:
         return np.flatnonzero(self.y >= 0)
+
+    def dialogue_codes(self) -> np.ndarray | None:
+        """[N] integer dialogue of each clip for dialogue-context heads, or None when no clip has a dialogue id.
+        Only real ids group clips: a clip with an empty ``dialogue_id`` is a dialogue of its own."""
+        real = self.dialogue_ids != ""
+        if not real.any():
+            return None
+        _, codes = np.unique(self.dialogue_ids[real], return_inverse=True)
+        out = np.empty(self.n, np.int64)
+        out[real] = codes
+        out[~real] = codes.max(initial=-1) + 1 + np.arange(int((~real).sum()))
+        return out
 
     def subset(self, rows: np.ndarray) -> FusionData:
         """The same data restricted to ``rows`` (used to drop unlabelled clips)."""
@@ -91,7 +124,8 @@ class FusionData:
                 for k, m in self.inputs.items()
             },
             store=self.store,
-            model_arrays=self.model_arrays,
+            source_sha256=None if self.source_sha256 is None else self.source_sha256[rows],
+            frames={k: [v[i] for i in rows] for k, v in self.frames.items()},
         )
 
 
@@ -170,7 +204,10 @@ def resolve_features(
             modality = path.split("/")[0]
             if modality not in MODALITIES:
                 raise UsageError(f"feature '{path}' is not under audio/, video/ or text/")
-            _group_of(fs, path)
+            if path in FITTED_FEATURES:
+                _fitted_source(fs, path)
+            else:
+                _group_of(fs, path)
             if modalities and modality not in modalities:
                 continue
             chosen.setdefault(modality, []).append(path)
@@ -197,18 +234,47 @@ def resolve_features(
     return chosen
 
 
+def _fitted_source(fs: FeatureStore, path: str) -> str:
+    source = FITTED_FEATURES[path]
+    if f"{source}/values" not in set(fs.array_paths()):
+        raise UsageError(
+            f"{path} is fitted inside every training split from the {source} frames, and "
+            f"{fs.location.display} has none: extract with --features including {source.split('/')[-1]}"
+        )
+    return source
+
+
 def load_fusion_data(
     fs: FeatureStore,
     features: Mapping[str, Sequence[str]],
     kinds: Mapping[str, str],
+    fitted_dims: Mapping[str, int] | None = None,
 ) -> FusionData:
-    """Read the chosen features of every committed clip into memory (one contiguous read per array)."""
+    """Read the chosen features of every committed clip into memory (one contiguous read per array).
+
+    A fitted feature (:data:`FITTED_FEATURES`) gets NaN columns of width ``fitted_dims[path]`` (default
+    ``FITTED_DIM``), valid where its source has frames, and those frames in ``FusionData.frames``: a run fills
+    the columns with what it fits on its training clips (``ModalityInput.with_values``).
+    """
     clips = fs.clips()
     steps = int(fs.config.get("align_steps", 32))
     inputs = {}
+    frames: dict[str, list[np.ndarray]] = {}
+
+    def load(path: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        if path not in FITTED_FEATURES:
+            return _load_feature(fs, path, kind, steps)
+        source = _fitted_source(fs, path)
+        frames[source] = fs.sequences(f"{source}/values")
+        has = np.array([len(f) > 0 for f in frames[source]], dtype=bool)
+        width = int((fitted_dims or {}).get(path, FITTED_DIM))
+        if kind == "sequence":
+            return np.zeros((fs.n_clips, steps, width), np.float32), np.repeat(has[:, None], steps, axis=1)
+        return np.full((fs.n_clips, width), np.nan, np.float32), has
+
     for modality, paths in features.items():
         kind = "sequence" if kinds.get(modality, "vector") != "vector" else "vector"
-        parts = [_load_feature(fs, p, kind, steps) for p in paths]
+        parts = [load(p, kind) for p in paths]
         lengths = {x.shape[1] for x, _ in parts} if kind == "sequence" else set()
         if len(lengths) > 1:
             raise UsageError(f"{modality} sequences have different lengths {sorted(lengths)}: {', '.join(paths)}")
@@ -232,6 +298,8 @@ def load_fusion_data(
         dialogue_ids=clips["dialogue_id"].to_numpy().astype(str),
         utterance_idx=clips["utterance_idx"].to_numpy().astype(np.int64),
         inputs=inputs,
+        source_sha256=clips["source_sha256"].to_numpy().astype(str) if "source_sha256" in clips else None,
+        frames=frames,
         store={
             "location": fs.location.display,
             "config": fs.config,

@@ -6,7 +6,12 @@ sums = support, ``p_j`` = column sums = predicted counts):
 * ``accuracy`` = ``trace(M) / n``.
 * ``precision_c = M[c, c] / p_c``, ``recall_c = M[c, c] / n_c``, ``f1_c = 2 M[c, c] / (n_c + p_c)``; a zero
   denominator gives 0 (scikit-learn's ``zero_division=0``), so labels absent from ``y_true`` do not crash.
-* ``*_macro``: unweighted mean over all ``labels``; ``*_weighted``: mean weighted by support ``n_c / n``.
+* ``*_macro``: unweighted mean over the classes present in ``y_true`` (support > 0); a class absent from a
+  test split (which happens on speaker splits) has no recall to average, and counting it as 0 would make
+  ``recall_macro`` differ from ``ua`` by an arbitrary amount. The absent classes are listed in
+  ``absent_classes``. (scikit-learn's ``average="macro"`` averages over every label passed; with
+  ``labels=`` the present ones it gives the same numbers.) ``*_weighted``: mean weighted by support
+  ``n_c / n``, where absent classes weigh nothing.
 * ``balanced_accuracy``: mean recall over the classes present in ``y_true`` (scikit-learn's definition).
 * ``wa`` (weighted accuracy) = ``accuracy``, and ``ua`` (unweighted accuracy) = mean per-class recall over the
   classes present in ``y_true`` (= ``balanced_accuracy``), the speech-emotion convention used by EmoBox
@@ -75,9 +80,9 @@ def classification_metrics(
     out: dict[str, Any] = {
         "accuracy": accuracy,
         "balanced_accuracy": mean_recall,
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
+        "precision_macro": float(precision[present].mean()),
+        "recall_macro": float(recall[present].mean()),
+        "f1_macro": float(f1[present].mean()),
         "precision_weighted": float((precision * weights).sum()),
         "recall_weighted": float((recall * weights).sum()),
         "f1_weighted": float((f1 * weights).sum()),
@@ -99,6 +104,7 @@ def classification_metrics(
     }
     out["confusion_matrix"] = cm.tolist()
     out["labels"] = labels
+    out["absent_classes"] = [label for c, label in enumerate(labels) if not present[c]]
     out["n"] = n
     return out
 

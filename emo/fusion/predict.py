@@ -15,10 +15,10 @@ import torch
 
 from emo.errors import UsageError
 from emo.features_store import ClipResult, FeatureStore
-from emo.features_store.schema import CLIP_COLUMNS, SequenceSpec, VectorSpec
+from emo.features_store.schema import CLIP_COLUMNS, SequenceSpec
 from emo.features_store.writer import config_differences
 from emo.fusion.checkpoint import Checkpoint, load_checkpoint
-from emo.fusion.data import load_fusion_data
+from emo.fusion.data import FITTED_FEATURES, load_fusion_data
 from emo.fusion.train import Prepared, predict_proba
 
 
@@ -90,11 +90,26 @@ def _check_dims(ckpt: Checkpoint, data: Any) -> None:
             raise UsageError(f"{modality} features do not match the model's dimensions ({detail})")
 
 
+def _fitted(ckpt: Checkpoint, data: Any, modality: str) -> Any:
+    """The modality's input with its fitted features (``audio/ae``) computed by the models in the checkpoint."""
+    from emo.fusion.autoencoder import encode_clips, model_from_arrays
+
+    inp = data.inputs[modality]
+    for feature in inp.fitted:
+        description = ckpt.config.get("fitted", {}).get(feature)
+        if description is None:
+            raise UsageError(f"the model uses {feature} but its checkpoint has no fitted model for it")
+        arrays = {k[3:]: v for k, v in ckpt.extra.items() if k.startswith("ae.")}
+        model, mean, std = model_from_arrays(arrays, description)
+        inp = inp.with_values(feature, encode_clips(model, mean, std, data.frames[FITTED_FEATURES[feature]]))
+    return inp
+
+
 def _apply(ckpt: Checkpoint, data: Any) -> list[Prediction]:
     _check_dims(ckpt, data)
     xs, masks = {}, {}
     for modality in ckpt.head.modalities:
-        inp = data.inputs[modality]
+        inp = _fitted(ckpt, data, modality)
         x = ckpt.standardizers[modality].transform(inp.x, inp.mask)
         if modality in ckpt.selections:
             x = x[..., ckpt.selections[modality]]
@@ -102,9 +117,7 @@ def _apply(ckpt: Checkpoint, data: Any) -> list[Prediction]:
         masks[modality] = torch.from_numpy(inp.mask)
     prep = Prepared(ckpt.standardizers, ckpt.selections, {}, xs, masks)
     rows = np.arange(data.n)
-    dialogues = None
-    if ckpt.head.accepts_dialogue and (data.dialogue_ids != "").any():
-        dialogues = np.unique(data.dialogue_ids, return_inverse=True)[1]
+    dialogues = data.dialogue_codes() if ckpt.head.accepts_dialogue else None
     prob, weights = predict_proba(ckpt.head, prep, rows, torch.device("cpu"), 256, dialogues, data.utterance_idx)
     classes = ckpt.class_names
     out = []
@@ -128,23 +141,14 @@ def _features(ckpt: Checkpoint) -> dict[str, list[str]]:
     return {m: spec["features"] for m, spec in ckpt.config["modalities"].items()}
 
 
+def _fitted_dims(ckpt: Checkpoint) -> dict[str, int]:
+    return {f: int(d["params"]["bottleneck"]) for f, d in ckpt.config.get("fitted", {}).items()}
+
+
 def _kinds(ckpt: Checkpoint) -> dict[str, str]:
     from emo.fusion.train import input_kinds
 
     return input_kinds(ckpt.config["method"], ckpt.config["hparams"])
-
-
-def _add_autoencoder(ckpt: Checkpoint, results: Sequence[ClipResult]) -> VectorSpec:
-    """Compute ``audio/ae`` for new clips with the autoencoder saved in the checkpoint."""
-    from emo.fusion.autoencoder import SOURCE, TARGET, encode_clips, model_from_arrays
-
-    model, mean, std = model_from_arrays(
-        {k[3:]: v for k, v in ckpt.extra.items() if k.startswith("ae.")}, ckpt.config["store"]["autoencoder"]
-    )
-    codes = encode_clips(model, mean, std, [r.arrays[f"{SOURCE}/values"] for r in results])
-    for r, code in zip(results, codes, strict=True):
-        r.arrays[TARGET] = code
-    return VectorSpec(TARGET, (codes.shape[1],))
 
 
 def predict_clips(run_dir: str | Path, clips: Sequence[str | Path]) -> list[Prediction]:
@@ -171,10 +175,8 @@ def predict_clips(run_dir: str | Path, clips: Sequence[str | Path]) -> list[Pred
     extractors = worker_extractors(config)
     results = [process_clip(r, extractors, config) for r in records]
     specs = [s for ex in extractors for s in ex.array_specs]
-    if any(k.startswith("ae.") for k in ckpt.extra):
-        specs.append(_add_autoencoder(ckpt, results))
     source = ResultsSource(results, specs, recorded["config"], recorded["config_hash"], ckpt.class_names)
-    data = load_fusion_data(source, _features(ckpt), _kinds(ckpt))  # type: ignore[arg-type]
+    data = load_fusion_data(source, _features(ckpt), _kinds(ckpt), _fitted_dims(ckpt))  # type: ignore[arg-type]
     predictions = _apply(ckpt, data)
     for p, r in zip(predictions, results, strict=True):
         if not any(p.present.values()):
@@ -204,7 +206,7 @@ def predict_store(
             f"the model's classes {', '.join(missing)} are not labels of {fs.location.display} "
             f"(it has {', '.join(fs.labels)})"
         )
-    data = load_fusion_data(fs, _features(ckpt), _kinds(ckpt))
+    data = load_fusion_data(fs, _features(ckpt), _kinds(ckpt), _fitted_dims(ckpt))
     if clip_ids:
         wanted = set(clip_ids)
         unknown = wanted - set(data.clip_ids)

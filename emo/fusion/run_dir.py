@@ -149,10 +149,11 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
             },
             "selection": {m: result.config.selector.get(m, "none") for m in data.inputs},
             "store": data.store,
+            "fitted": ref.prep.fitted,
             "train": {"run": ref.name, **{k: v for k, v in report["config"].items() if k != "hparams"}},
             "emo_version": emo.__version__,
             "command": cmd,
         },
-        data.model_arrays,
+        ref.prep.extra,
     )
     return out

@@ -31,14 +31,32 @@ class Split:
         return {"train": int(self.train.size), "val": int(self.val.size), "test": int(self.test.size)}
 
 
-def resolve_protocol(data: FusionData, protocol: str) -> str:
-    """``auto`` means speaker-independent whenever speakers are known, else stratified."""
+def _has_predefined(data: FusionData) -> bool:
+    """Whether the labelled clips carry a dataset's own split (train and test at least, e.g. MELD's CSVs)."""
+    names = set(np.char.lower(data.splits[data.labelled].astype(str)).tolist())
+    return bool(names & {"train", "training"}) and bool(names & {"test", "testing"})
+
+
+def explain_protocol(data: FusionData, protocol: str) -> tuple[str, str]:
+    """The protocol ``protocol`` stands for on ``data`` and why: ``auto`` is the dataset's predefined split when
+    the store has one (MELD's train/dev/test: what every paper reports, and holding out TV characters would put
+    one dialogue on both sides), else speaker-independent when at least ``MIN_SPEAKERS`` speakers are known,
+    else stratified."""
     if protocol not in SPLITS:
         raise UsageError(f"unknown --split {protocol!r}; choose one of {', '.join(SPLITS)}")
     if protocol != "auto":
-        return protocol
+        return protocol, "as asked"
+    if _has_predefined(data):
+        return "predefined", "auto: the store has the dataset's own train/test split"
     speakers = {s for s in data.speakers[data.labelled] if s}
-    return "speaker" if len(speakers) >= MIN_SPEAKERS else "stratified"
+    if len(speakers) >= MIN_SPEAKERS:
+        return "speaker", f"auto: {len(speakers)} speakers are known, none of the test speakers is trained on"
+    return "stratified", f"auto: fewer than {MIN_SPEAKERS} speakers known, no predefined split"
+
+
+def resolve_protocol(data: FusionData, protocol: str) -> str:
+    """The protocol ``protocol`` stands for on ``data`` (see :func:`explain_protocol`)."""
+    return explain_protocol(data, protocol)[0]
 
 
 def _stratified(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

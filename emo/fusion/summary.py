@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from emo.features_store.info import result_console
@@ -22,7 +24,8 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
     sizes = result.reference.split.sizes()
     console.print(
         f"{result.config.method} on {result.data.store.get('location')}: {len(result.runs)} run(s), "
-        f"{result.protocol} split (train {sizes['train']}, val {sizes['val']}, test {sizes['test']} clips), "
+        f"{result.protocol} split ({result.protocol_reason}; train {sizes['train']}, val {sizes['val']}, "
+        f"test {sizes['test']} clips), "
         f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}",
         highlight=False,
     )
@@ -36,5 +39,29 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
             label, f"{s['mean']:.3f}", "single run" if s["single_run"] else f"{s['ci'][0]:.3f} - {s['ci'][1]:.3f}"
         )
     console.print(table)
+    for line in leakage_lines(result.leakage):
+        console.print(line, highlight=False)
     if out_dir:
         console.print(f"run written to {out_dir}", highlight=False)
+
+
+def leakage_lines(leakage: dict[str, Any]) -> list[str]:
+    """The leakage alarm as printed: what train and test shared (worst run), and the permutation check."""
+    lines = []
+    overlap = leakage.get("overlap")
+    if overlap:
+        worst = overlap["max_over_runs"]
+        shared = (
+            f"train/test share {worst['shared_speakers']} speaker(s), {worst['shared_dialogues']} dialogue(s), "
+            f"{worst['duplicate_media']} identical media file(s) (worst run)"
+        )
+        alarm = "" if overlap["ok"] else " - LEAK: " + "; ".join(overlap["problems"])
+        lines.append(f"leakage check: {shared}{alarm}")
+    perm = leakage.get("permutation")
+    if perm:
+        lines.append(
+            f"permutation check: {perm['n_permutations']} trainings on shuffled labels, test {perm['metric'].upper()} "
+            f"{perm['permuted_mean']:.3f} +- {perm['permuted_std']:.3f} (chance {perm['chance']:.3f}); real "
+            f"{perm['real']:.3f}, p = {perm['p_value']:.3f}"
+        )
+    return lines

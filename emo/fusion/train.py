@@ -22,11 +22,12 @@ from torch import Tensor, nn
 from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES
-from emo.fusion.data import FusionData, load_fusion_data, resolve_features
+from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
 from emo.fusion.heads import HEADS, FusionHead, build_head
+from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
 from emo.fusion.normalize import Standardizer
-from emo.fusion.splits import Split, make_splits, resolve_protocol
+from emo.fusion.splits import Split, explain_protocol, make_splits
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class TrainConfig:
     class_weights: bool = False
     device: str = "cpu"
     hparams: dict[str, Any] = field(default_factory=dict)
+    permutation_test: int = 0  # label permutations of the reference split (leakage check); 0 = none
+    autoencoder: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig overrides for audio/ae
 
     def __post_init__(self) -> None:
         if self.method not in HEADS:
@@ -65,6 +68,7 @@ class TrainConfig:
             ("--seeds", self.seeds, 1),
             ("--epochs", self.epochs, 1),
             ("--batch-size", self.batch_size, 1),
+            ("--permutation-test", self.permutation_test, 0),
         ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low}")
@@ -105,15 +109,12 @@ def resolve_device(device: str) -> torch.device:
 
 def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     """The store's features for this method, labelled clips only."""
+    from emo.fusion.autoencoder import AutoencoderConfig
+
     kinds = input_kinds(config.method, config.hparams)
     features = resolve_features(fs, config.modalities, config.features, kinds)
-    data = load_fusion_data(fs, features, kinds)
-    if any("audio/ae" in paths for paths in features.values()):
-        from emo.fusion.autoencoder import TARGET
-
-        names = [p.split("/")[-1] for p in fs.array_paths() if p.startswith(f"{TARGET}_model/")]
-        data.model_arrays = {f"ae.{n}": np.asarray(fs.group[f"{TARGET}_model/{n}"][...]) for n in names}
-        data.store["autoencoder"] = dict(fs.array(TARGET).attrs)
+    ae = AutoencoderConfig.from_params(config.autoencoder)
+    data = load_fusion_data(fs, features, kinds, fitted_dims={"audio/ae": ae.bottleneck})
     labelled = data.subset(data.labelled)
     if len(labelled.class_names) < 2:
         raise UsageError(f"the store has {len(labelled.class_names)} labelled class(es); fusion needs at least 2")
@@ -152,6 +153,10 @@ class Prepared:
     selection_scores: dict[str, list[float]]
     xs: dict[str, Tensor]
     masks: dict[str, Tensor]
+    #: models fitted on the training clips that compute inputs (``ae.*``: the audio autoencoder), and what
+    #: each was trained on (feature path -> description)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    fitted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -159,11 +164,23 @@ class Prepared:
 
 
 def preprocess(
-    data: FusionData, train_rows: np.ndarray, selector: Mapping[str, str], seed: int, device: torch.device
+    data: FusionData,
+    train_rows: np.ndarray,
+    selector: Mapping[str, str],
+    seed: int,
+    device: torch.device,
+    autoencoder: Mapping[str, Any] | None = None,
 ) -> Prepared:
-    """Fit standardisation (and selection) on ``train_rows``; transform every clip."""
+    """Fit fitted features (the audio autoencoder), standardisation and selection on ``train_rows`` only;
+    transform every clip."""
     standardizers, selections, scores, xs, masks = {}, {}, {}, {}, {}
+    extra: dict[str, np.ndarray] = {}
+    fitted_info: dict[str, dict[str, Any]] = {}
     for name, modality in data.inputs.items():
+        for feature in modality.fitted:
+            modality, arrays, info = fit_feature(data, modality, feature, train_rows, seed, autoencoder or {})
+            extra |= arrays
+            fitted_info[feature] = info
         std = Standardizer.fit(modality, train_rows)
         x = std.transform(modality.x, modality.mask)
         standardizers[name] = std
@@ -178,17 +195,33 @@ def preprocess(
             log.info("%s selection on %s: kept %d of %d features", chooser, name, int(keep.sum()), keep.size)
         xs[name] = torch.from_numpy(np.ascontiguousarray(x)).to(device)
         masks[name] = torch.from_numpy(modality.mask).to(device)
-    return Prepared(standardizers, selections, scores, xs, masks)
+    return Prepared(standardizers, selections, scores, xs, masks, extra, fitted_info)
+
+
+def fit_feature(
+    data: FusionData,
+    modality: ModalityInput,
+    feature: str,
+    train_rows: np.ndarray,
+    seed: int,
+    params: Mapping[str, Any],
+) -> tuple[ModalityInput, dict[str, np.ndarray], dict[str, Any]]:
+    """Fit ``feature`` (``audio/ae``: seed 001's autoencoder) on the training clips' frames and compute it for
+    every clip; returns the filled input, the model's arrays (``ae.*``) and its description."""
+    from emo.fusion.autoencoder import AutoencoderConfig, fit_autoencoder
+
+    started = time.monotonic()
+    frames = data.frames[FITTED_FEATURES[feature]]
+    ae = fit_autoencoder(frames, train_rows, AutoencoderConfig.from_params(dict(params), seed=seed))
+    filled = modality.with_values(feature, ae.encode(frames))
+    log.info(
+        "%s fitted on %d training clips (%d frames) in %.1f s",
+        feature, ae.n_clips, ae.n_frames, time.monotonic() - started,
+    )
+    return filled, {f"ae.{k}": v for k, v in ae.arrays().items()}, ae.describe()
 
 
 # -------------------------------------------------------------------------------------------- batches
-def _dialogue_codes(data: FusionData) -> np.ndarray | None:
-    if not (data.dialogue_ids != "").any():
-        return None
-    _, codes = np.unique(data.dialogue_ids, return_inverse=True)
-    return codes
-
-
 def _batches(
     rows: np.ndarray, batch_size: int, rng: np.random.Generator | None, dialogues: np.ndarray | None, order: np.ndarray
 ) -> list[np.ndarray]:
@@ -249,6 +282,7 @@ class RunOutcome:
     head: FusionHead
     prep: Prepared
     seconds: float
+    overlap: dict[str, Any] = field(default_factory=dict)  # what train and test share (emo.fusion.leakage)
 
 
 def run_once(
@@ -263,7 +297,7 @@ def run_once(
     started = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    prep = preprocess(data, split.train, config.selector, seed, device)
+    prep = preprocess(data, split.train, config.selector, seed, device, config.autoencoder)
     steps = next((x.shape[1] for x in prep.xs.values() if x.dim() == 3), None)
     head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
     y = torch.from_numpy(data.y).to(device)
@@ -279,7 +313,7 @@ def run_once(
     # the fused kernel (CPU and CUDA): one pass over each parameter instead of a dozen tensor ops per step
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
-    dialogues = _dialogue_codes(data) if head.accepts_dialogue else None
+    dialogues = data.dialogue_codes() if head.accepts_dialogue else None
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
     best = (np.inf, 0, copy.deepcopy(head.state_dict()))
     for epoch in range(1, config.epochs + 1):
@@ -331,6 +365,7 @@ def run_once(
         head,
         prep,
         time.monotonic() - started,
+        split_overlap(data, split),
     )
 
 
@@ -369,6 +404,9 @@ class TrainResult:
     runs: list[RunOutcome]
     summary: dict[str, Any]
     seconds: float
+    protocol_reason: str = ""
+    #: ``overlap``: what train and test shared, worst over runs; ``permutation``: the label-permutation check
+    leakage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reference(self) -> RunOutcome:
@@ -380,6 +418,7 @@ class TrainResult:
             "method": self.config.method,
             "config": asdict(self.config),
             "split_protocol": self.protocol,
+            "split_reason": self.protocol_reason,
             "class_names": self.data.class_names,
             "modalities": {
                 m: {"kind": i.kind, "features": i.features, "dim": i.dim} for m, i in self.data.inputs.items()
@@ -394,11 +433,13 @@ class TrainResult:
                     "sizes": r.split.sizes(),
                     "best_epoch": r.best_epoch,
                     "seconds": round(r.seconds, 3),
+                    "overlap": r.overlap,
                     "metrics": r.metrics,
                 }
                 for r in self.runs
             ],
             "summary": self.summary,
+            "leakage": self.leakage,
             "seconds": round(self.seconds, 3),
         }
 
@@ -409,7 +450,8 @@ def train_on_data(
     """Every seed x fold of ``config`` on already loaded data (so ``compare`` can share one read)."""
     started = time.monotonic()
     device = resolve_device(config.device)
-    protocol = resolve_protocol(data, config.split)
+    protocol, reason = explain_protocol(data, config.split)
+    log.info("%s split (%s)", protocol, reason)
     runs = []
     for s in range(config.seeds):
         seed = config.seed + s
@@ -430,7 +472,19 @@ def train_on_data(
             if on_run is not None:
                 on_run(outcome)
     summary = summarize_runs([r.metrics for r in runs])
-    return TrainResult(config, protocol, data, runs, summary, time.monotonic() - started)
+    leakage: dict[str, Any] = {"overlap": overlap_summary(protocol, [r.overlap for r in runs])}
+    for problem in leakage["overlap"]["problems"]:
+        log.warning("leakage: %s", problem)
+    if config.permutation_test:
+        reference = runs[0]
+
+        def permuted(shuffled: FusionData, k: int) -> dict[str, Any]:
+            return run_once(shuffled, reference.split, config, reference.seed, device).metrics
+
+        leakage["permutation"] = permutation_test(
+            data, reference.split, config.permutation_test, reference.metrics["ua"], permuted, seed=config.seed
+        )
+    return TrainResult(config, protocol, data, runs, summary, time.monotonic() - started, reason, leakage)
 
 
 def train(

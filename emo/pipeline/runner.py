@@ -138,16 +138,18 @@ class ClusterOptions:
 
 
 class _ReconnectCancelled(logging.Filter):
-    """Drops the record Dask's client logs when it is closed while it tries to reconnect to a scheduler that is
-    gone. Once a run's scheduler is lost the client cancels every future and keeps reconnecting; the run stops
-    with its own one-line error (``ClusterLost``) and closes the client, which cancels that reconnection, and
-    Dask's ``log_errors`` reports the cancellation as an ERROR with a traceback. Dask has no way to close a
-    reconnecting client silently (letting the attempt time out logs an ERROR too), so exactly that record, a
-    ``CancelledError`` logged by ``distributed.client``, is dropped; nothing else of Dask's is."""
+    """Drops the two records Dask's client logs when its scheduler is gone for good. The client then cancels
+    every future and keeps reconnecting for its timeout; the run stops with its own one-line error
+    (``ClusterLost``) and closes the client. Depending on which comes first, Dask reports the end of that
+    reconnection as an ERROR: "Failed to reconnect to scheduler after ... seconds, closing client", or, when
+    the close cancels it, a ``CancelledError`` with a traceback. Dask has no way to close a reconnecting client
+    silently, so exactly these two records of ``distributed.client`` are dropped; nothing else of Dask's is."""
+
+    GAVE_UP = "Failed to reconnect to scheduler after %.2f seconds, closing client"
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, asyncio.CancelledError)
+        return not (isinstance(exc, asyncio.CancelledError) or record.msg == self.GAVE_UP)
 
 
 class _RecomputedResult(logging.Filter):

@@ -61,8 +61,14 @@ def test_autoencoder_fuse_and_predict(demo_store: Path, small_demo_dir: Path, tm
         "early",
         "--features",
         "audio/ae,audio/egemaps",
+        "--autoencoder",
+        "bottleneck=12",
+        "--autoencoder",
+        "epochs=3",
         "--split",
         "stratified",
+        "--seeds",
+        "2",
         "--epochs",
         "10",
         "-o",
@@ -70,6 +76,12 @@ def test_autoencoder_fuse_and_predict(demo_store: Path, small_demo_dir: Path, tm
         "-q",
     )
     assert proc.returncode == 0, proc.stderr
+    # fuse fitted its own autoencoder inside each training split (12 values, not the stored 16)
+    config = json.loads((run / "config.json").read_text())
+    assert config["modalities"]["audio"]["feature_dims"] == [12, 88]
+    fitted = config["fitted"]["audio/ae"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert fitted["n_clips"] == metrics["runs"][0]["sizes"]["train"] and fitted["params"]["epochs"] == 3
     clips = sorted(small_demo_dir.rglob("*.mp4"))[:2]
     proc = run_emo("predict", "--model", str(run), *map(str, clips), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -89,6 +89,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def quick(method: str, **kw) -> TrainConfig:
+    """A short run; speaker-independent unless asked (``auto`` would take the synthetic store's split column)."""
+    kw.setdefault("split", "speaker")
     return TrainConfig(method=method, epochs=kw.pop("epochs", 40), patience=kw.pop("patience", 40), **kw)
 
 
@@ -156,7 +158,8 @@ def test_run_directory_and_checkpoint_round_trip(store: Path, tmp_path: Path) ->
         assert (run / name).stat().st_size > 0, name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["command"] == "emo fuse --method early"
-    assert metrics["split_protocol"] == "speaker" and len(metrics["runs"]) == 2
+    assert metrics["split_protocol"] == "speaker" and metrics["split_reason"] == "as asked"
+    assert len(metrics["runs"]) == 2
     assert metrics["store"]["config_hash"] == "synthetic"
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "wa", "ua", "wf1"):
         summary = metrics["summary"][key]
@@ -260,7 +263,7 @@ def test_select_command_writes_mask_scores_and_convergence(store: Path, tmp_path
     for method in ("l1", "tree", "zebra"):
         out = tmp_path / method
         proc = run_emo("select", "--store", str(store), "--method", method, "-o", str(out),
-                       "--param", "random_state=0")
+                       "--split", "speaker", "--param", "random_state=0")
         assert proc.returncode == 0, proc.stderr
         result = json.loads((out / "selection.json").read_text())
         assert len(result["support"]) == result["n_features"] == 12 + 5 + 16 + 4
