@@ -301,6 +301,24 @@ def _dst_options(items: tuple[str, ...]) -> dict[str, Any] | None:
     return parse_storage_options(items) if items else None
 
 
+@store.command("realign")
+@click.argument("store_path", metavar="STORE")
+@storage_options_option
+@common
+def store_realign(store_path: str, storage_option: tuple[str, ...], quiet: bool) -> None:
+    """Put a store extracted before the common time grid on it: recompute every time-based aligned and mask
+    from values and offsets, so step i of every modality covers the same interval of the clip."""
+    from emo.features_store.location import parse_storage_options
+    from emo.features_store.realign import realign_store
+
+    done = realign_store(store_path, parse_storage_options(storage_option))
+    if done["already"]:
+        click.echo(f"{done['store']} is already on the common time grid: nothing to do")
+        return
+    note = " (sampled frame times taken as k / fps: none were stored)" if done["face_times_approximate"] else ""
+    click.echo(f"{done['store']}: realigned {', '.join(done['realigned']) or 'no sequence group'}{note}")
+
+
 @store.command("verify")
 @click.argument("store_path", metavar="STORE")
 @click.option("--deep", is_flag=True, help="Read, hash and decode every chunk (default: metadata and sizes only).")

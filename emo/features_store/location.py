@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -143,9 +144,40 @@ class StoreLocation:
             return remote_zip_store(self)
         if self.is_local:
             return zarr.storage.LocalStore(self.path, read_only=read_only)
+        _quiet_reset_requests()
         return zarr.storage.FsspecStore.from_url(
             self.url, storage_options=self.storage_options or None, read_only=read_only
         )
+
+
+class _ResetRequestTask(logging.Filter):
+    """Drops the record asyncio logs when aiohttp's task writing a request body dies with the connection.
+
+    When an object store goes away in the middle of a request, aiohttp (under s3fs and fsspec's HTTP
+    filesystem) leaves the task that writes the request's bytes with a connection-reset error nobody retrieves;
+    asyncio logs it with a traceback when the task is collected, possibly long after emo has reported the
+    storage error in its own line (``storage_errors``). Only that record: an unretrieved aiohttp connection
+    reset. Any other unretrieved task exception still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Task exception was never retrieved") or not record.exc_info:
+            return True
+        try:
+            from aiohttp import ClientConnectionResetError, ClientOSError
+        except ImportError:
+            return True
+        return not isinstance(record.exc_info[1], ClientConnectionResetError | ClientOSError)
+
+
+_RESET_FILTER = _ResetRequestTask()
+
+
+def _quiet_reset_requests() -> None:
+    """Install :class:`_ResetRequestTask` on asyncio's logger (once) before the first remote store is used."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _RESET_FILTER not in asyncio_log.filters:
+        asyncio_log.addFilter(_RESET_FILTER)
 
 
 def parse_location(

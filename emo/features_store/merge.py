@@ -27,7 +27,7 @@ from emo.features_store.checksums import CHECKSUMS_ATTR
 from emo.features_store.clip_result import ClipResult
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.schema import CLIP_COLUMNS, FeatureSpec, SequenceSpec, VectorSpec
-from emo.features_store.store import FeatureStore
+from emo.features_store.store import FeatureStore, before_time_grid
 from emo.features_store.verify import verify_store
 from emo.features_store.writer import StoreWriter, config_differences
 
@@ -303,6 +303,8 @@ def merge_stores(
             raise UsageError(f"{out.display} already exists; use --overwrite to replace it")
         stores = [FeatureStore.open(loc) for loc in locations]
         for fs in stores:
+            if (reason := before_time_grid(fs.attrs, fs.location.display)) is not None:
+                raise UsageError(f"{reason}; then merge")
             checked = verify_store(fs)
             if not checked.ok:
                 raise StoreError(

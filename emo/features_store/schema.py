@@ -12,7 +12,11 @@ from typing import Any
 import numpy as np
 
 #: Bumped when a store written by this version cannot be read correctly by an older emo.
-STORE_VERSION = 1
+#: 2: every time-based ``aligned`` view is on one time grid (T equal segments of the clip's duration), and
+#: ``video/faces/times`` holds the time of each sampled frame. Version 1 aligned each modality on its own.
+STORE_VERSION = 2
+#: The first version whose ``aligned`` views of all modalities share one time grid.
+GRID_STORE_VERSION = 2
 
 #: Per-modality clip status values (``clips/status_*``).
 STATUS_OK = "ok"

@@ -13,7 +13,13 @@ import zarr
 from emo.errors import StoreError, UsageError
 from emo.features_store.fastread import read_rows
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
-from emo.features_store.schema import CLIP_COLUMN_NAMES, MODALITIES, STORE_VERSION, partly_decoded_clips
+from emo.features_store.schema import (
+    CLIP_COLUMN_NAMES,
+    GRID_STORE_VERSION,
+    MODALITIES,
+    STORE_VERSION,
+    partly_decoded_clips,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +61,18 @@ def members(group: zarr.Group) -> list[tuple[str, Any]]:
 
 class StoreVersionError(UsageError):
     """The store was written by a newer emo with a format this version cannot read."""
+
+
+def before_time_grid(attrs: dict[str, Any], display: str) -> str | None:
+    """Why a store's ``aligned`` views cannot be used as one time grid (None when they can)."""
+    version = int(attrs.get("emo_store_version", STORE_VERSION))
+    if version >= GRID_STORE_VERSION:
+        return None
+    return (
+        f"{display} was extracted before emo put every modality on one time grid (store format {version}): step i "
+        "of its audio and video aligned views describes different moments; run 'emo store realign "
+        f"{display}' (recomputes aligned and mask from values and offsets) or extract it again"
+    )
 
 
 def check_version(attrs: dict[str, Any], display: str) -> None:

@@ -27,7 +27,7 @@ from emo.features_store.clip_result import ClipResult
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.lock import LOCK_NAME, StoreLock, active_writer
 from emo.features_store.schema import CLIP_COLUMNS, STORE_VERSION, Column, FeatureSpec, SequenceSpec, VectorSpec
-from emo.features_store.store import ROWS_ATTR, check_version
+from emo.features_store.store import ROWS_ATTR, before_time_grid, check_version
 from emo.interrupt import deferred_interrupt
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,8 @@ class StoreWriter:
                 group = zarr.open_group(zstore, mode="r+")
                 attrs = dict(group.attrs)
                 check_version(attrs, location.display)
+                if (reason := before_time_grid(attrs, location.display)) is not None:
+                    raise UsageError(f"{reason}; then run the same command again to resume (or --overwrite)")
                 _check_compatible(location, attrs, labels, extraction)
                 _add_missing_columns(group)
             else:

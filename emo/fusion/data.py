@@ -18,6 +18,7 @@ from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES, STATUS_OK
 from emo.features_store.sequences import align
+from emo.features_store.store import before_time_grid
 
 #: Features fitted inside every training split from other arrays of the store (never read as stored, so that
 #: no statistic of a test clip reaches training): path -> the ragged frames it is computed from.
@@ -150,7 +151,8 @@ def _feature_names(fs: FeatureStore) -> list[str]:
     names = []
     for p in fs.feature_paths():
         head, _, leaf = p.rpartition("/")
-        name = head if leaf in ("values", "offsets", "aligned", "mask", "pooled", "boxes", "probs", "landmarks") else p
+        leaves = ("values", "offsets", "aligned", "mask", "pooled", "times", "boxes", "probs", "landmarks")
+        name = head if leaf in leaves else p
         if name not in names:
             names.append(name)
     return names
@@ -258,6 +260,10 @@ def load_fusion_data(
     """
     clips = fs.clips()
     steps = int(fs.config.get("align_steps", 32))
+    if any(kinds.get(m, "vector") != "vector" for m in features):
+        reason = before_time_grid(dict(getattr(fs, "attrs", {})), fs.location.display)
+        if reason is not None:
+            raise UsageError(f"sequence heads read aligned steps: {reason}")
     inputs = {}
     frames: dict[str, list[np.ndarray]] = {}
 

@@ -98,7 +98,7 @@ class _Job:
         started = perf_counter()
         try:
             self.columns["source_sha256"] = sha256_file(self.record.path)
-            self.columns["duration_s"] = probe(self.record.path).duration_s
+            self.columns["duration_s"] = self.clip.duration_s = probe(self.record.path).duration_s
         except (MediaError, OSError) as exc:
             reason = exc.reason if isinstance(exc, MediaError) else f"unreadable file: {exc.strerror or exc}"
             for modality in modalities:

@@ -30,7 +30,7 @@ from emo.pipeline.decode import FrameStream, iter_frames
 from emo.pipeline.devices import ROUTING_HOOK, embedded_gpu_workers, gpu_workers, resolve_device
 from emo.pipeline.extractors import Clip, build_extractors, pin_config
 from emo.pipeline.extractors import visual_pass as vp
-from emo.pipeline.extractors.faces import align_over_frames
+from emo.pipeline.extractors.faces import align_faces
 from emo.pipeline.faces import TEMPLATE, align_face
 from emo.pipeline.models import VisualModel, load_visual_model, visual_provenance
 from emo.pipeline.process import process_clips
@@ -120,10 +120,15 @@ def test_faces_are_found_and_stored_per_sampled_frame(av_store) -> None:
     for box, lm in zip(boxes, landmarks, strict=True):
         assert (lm[:, 0] > box[0]).all() and (lm[:, 0] < box[2]).all()
         assert (lm[:, 1] > box[1]).all() and (lm[:, 1] < box[3]).all()
-    # every sampled frame holds a face: 4 embeddings, the first 4 aligned steps are them
+    # every sampled frame holds a face: 4 embeddings, each on the step of the time grid that holds its frame
     values, mask = fs.sequences("video/face/values")[i], fs.read("video/face/mask")[i]
-    assert values.shape == (4, 512) and mask[:4].all() and not mask[4:].any()
-    np.testing.assert_allclose(fs.read("video/face/aligned")[i][:4], values, rtol=1e-6)
+    times = fs.sequences("video/faces/times")[i]
+    assert values.shape == (4, 512) and np.allclose(times, np.arange(4) / FPS, atol=1 / 15 + 1e-6)
+    steps = mask.size
+    segment = float(clips.loc["face", "duration_s"]) / steps
+    at = (times / segment).astype(int)
+    assert mask[at].all() and mask.sum() < steps  # between the frames, steps far from any are masked
+    np.testing.assert_allclose(fs.read("video/face/aligned")[i][at], values, rtol=1e-6)
     np.testing.assert_allclose(fs.read("video/face/pooled")[i][:512], values.mean(0), rtol=1e-4, atol=1e-5)
     assert fs.read("video/summary").shape == (4, 512)
     assert report["status"]["video"] == {"ok": 2, "no_face": 1, "missing": 1}
@@ -347,17 +352,16 @@ def test_faces_of_a_task_share_forward_passes(monkeypatch: pytest.MonkeyPatch, a
     assert results[0].arrays["video/face/values"].shape == (4, 512)
 
 
-def test_align_over_frames_keeps_the_timeline() -> None:
+def test_faces_go_on_the_clips_time_grid() -> None:
+    # 6 sampled frames at 5 fps, faces in frames 0, 2, 3; a 1.2 s clip on 4 steps of 0.3 s
     found = np.array([True, False, True, True, False, False])
+    times = np.arange(6) / 5.0
     values = np.arange(6, dtype=np.float32).reshape(3, 2)
-    aligned, mask = align_over_frames(values, found, 8)  # fewer frames than steps: one step per frame
-    assert mask.tolist() == [True, False, True, True, False, False, False, False]
-    np.testing.assert_array_equal(aligned[[0, 2, 3]], values)
-    assert not aligned[[1, 4, 5]].any()
-    aligned, mask = align_over_frames(values, found, 3)  # segments of 2 frames: means of their faces
-    assert mask.tolist() == [True, True, False]
-    np.testing.assert_allclose(aligned[:2], [values[0], values[1:].mean(0)])
-
+    aligned, mask = align_faces(values, found, times, 1.2, 4)
+    # step 0 [0, .3): face at 0.0; step 1 [.3, .6): face at 0.4; step 2 [.6, .9): face at 0.6; step 3: none near
+    assert mask.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(aligned[:3], values)
+    assert not aligned[3].any()
 
 # --- devices and GPU routing ------------------------------------------------------------------------------
 

@@ -33,6 +33,12 @@ class Clip:
     cache: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     decoded: dict[str, DecodeStats] = field(default_factory=dict)
+    #: the container's duration (``clips/duration_s``): the length the common time grid divides (NaN: unknown)
+    duration_s: float = float("nan")
+
+    def grid_duration(self, own_length: float) -> float:
+        """The duration the time grid of this clip divides: the container's, else the stream's own length."""
+        return self.duration_s if np.isfinite(self.duration_s) and self.duration_s > 0 else own_length
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """Compute an intermediate once per clip (e.g. the mel spectrogram both MFCC and log-mel use)."""

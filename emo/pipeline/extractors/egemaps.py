@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec, VectorSpec
-from emo.features_store.sequences import derive
+from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.extractors.base import Clip, Extractor, register
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ FEATURE_SET = "eGeMAPSv02"
 N_FUNCTIONALS = 88
 N_LLD = 25
 LLD_FRAME_RATE_HZ = 100.0
+#: Centre of the first LLD frame: openSMILE's eGeMAPS frames start every 10 ms and are 20 ms long (60 ms for
+#: F0 and its derivatives); the centre of the 20 ms frames is taken.
+LLD_FRAME_OFFSET_S = 0.01
 #: members of opensmile.FeatureLevel
 FUNCTIONALS, LLD = "Functionals", "LowLevelDescriptors"
 
@@ -64,6 +67,8 @@ class EgemapsExtractor(Extractor):
         if self.config.egemaps_lld:
             attrs = self._attrs(self._smile(LLD))
             attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
+            attrs["frame_offset_s"] = LLD_FRAME_OFFSET_S
+            attrs["time_grid"] = grid_description(self.config.align_steps)
             specs.append(SequenceSpec(self.lld_path, {"values": (N_LLD,)}, steps=self.config.align_steps, attrs=attrs))
         return specs
 
@@ -82,5 +87,7 @@ class EgemapsExtractor(Extractor):
         out = {self.path: values[0]}
         if self.lld is not None:
             frames = self.lld.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
-            out |= derive(self.lld_path, frames, self.config.align_steps)
+            times = np.arange(len(frames)) / LLD_FRAME_RATE_HZ + LLD_FRAME_OFFSET_S
+            duration = clip.grid_duration(clip.audio.size / clip.sample_rate)
+            out |= derive(self.lld_path, frames, self.config.align_steps, times=times, duration=duration)
         return out

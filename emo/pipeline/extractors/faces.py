@@ -5,13 +5,13 @@
 - ``face``: the backbone embedding of every aligned face, ``video/face/{values,offsets,aligned,mask,pooled}``;
 - ``summary``: the backbone embedding of the clip's mean aligned face (seed 001), ``video/summary``.
 
-``video/face/values`` holds the found faces only, in frame order: its rows are the frames where
-``video/faces/probs`` is finite. ``aligned``/``mask`` put them back on the clip's timeline of sampled frames,
-so sequence heads see where the faces are: a clip of F <= T frames fills its first F steps (mask False on
-frames without a face, and after F); a longer clip is cut into T equal segments of frames, each step the
-mean of the segment's faces (mask False for a segment without any). ``pooled`` is mean and standard
-deviation over the faces. A clip where no sampled frame has a face gets ``status_video = no_face``: its
-``faces`` rows are written (all NaN), its embeddings are empty.
+``video/faces/times`` holds each sampled frame's time in the clip (seconds). ``video/face/values`` holds the
+found faces only, in frame order: its rows are the frames where ``video/faces/probs`` is finite.
+``aligned``/``mask`` put them on the clip's common time grid (``emo.features_store.sequences.align_on_grid``):
+step i covers the same interval as step i of the audio features, so sequence heads see where, and when, the
+faces are (mask False where no face is near). ``pooled`` is mean and standard deviation over the faces. A
+clip where no sampled frame has a face gets ``status_video = no_face``: its ``faces`` rows are written (all
+NaN), its embeddings are empty.
 """
 
 from __future__ import annotations
@@ -26,32 +26,24 @@ import numpy as np
 import emo
 from emo.errors import MissingModelError
 from emo.features_store.schema import STATUS_NO_FACE, FeatureSpec, SequenceSpec, VectorSpec
-from emo.features_store.sequences import pool
+from emo.features_store.sequences import align_on_grid, grid_description, pool
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
 # torch, MTCNN and the backbones are imported where they are used, so that audio-only runs never load them.
 
 
-def align_over_frames(values: np.ndarray, found: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Place the embeddings of the found faces [n_faces, D] on a clip's F sampled frames (``found`` [F]) and
-    resample to ``steps`` rows: (aligned [steps, D], mask [steps]); see the module docstring."""
-    n_frames, dim = found.shape[0], values.shape[1]
-    per_frame = np.zeros((n_frames, dim), dtype=np.float64)
-    per_frame[found] = values
-    aligned = np.zeros((steps, dim), dtype=np.float32)
-    mask = np.zeros(steps, dtype=bool)
-    if n_frames < steps:
-        aligned[:n_frames] = per_frame
-        mask[:n_frames] = found
-        return aligned, mask
-    bounds = np.linspace(0, n_frames, steps + 1).round().astype(np.int64)
-    sums = np.concatenate([np.zeros((1, dim)), np.cumsum(per_frame, axis=0)])
-    counts = np.concatenate([[0], np.cumsum(found, dtype=np.int64)])
-    n = counts[bounds[1:]] - counts[bounds[:-1]]
-    mask[:] = n > 0
-    aligned[mask] = ((sums[bounds[1:]] - sums[bounds[:-1]])[mask] / n[mask, None]).astype(np.float32)
-    return aligned, mask
+def align_faces(
+    values: np.ndarray, found: np.ndarray, times: np.ndarray, duration: float, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put the embeddings of the found faces [n_faces, D] of a clip's sampled frames (``found``, ``times`` [F])
+    on the clip's time grid of ``steps`` segments of ``duration``: (aligned [steps, D], mask [steps])."""
+    return align_on_grid(values.astype(np.float32, copy=False), np.asarray(times)[found], duration, steps)
+
+
+def frame_span(times: np.ndarray, fps: float) -> float:
+    """Length of the sampled video: the last sampled frame's time plus one sampling interval."""
+    return float(times[-1]) + 1.0 / fps if len(times) else 0.0
 
 
 class VideoExtractor(Extractor):
@@ -143,14 +135,18 @@ class FacesExtractor(VideoExtractor):
     def specs(self) -> list[FeatureSpec]:
         attrs = self.attrs()
         attrs["rows"] = "one per sampled frame; NaN where no face was found (found = isfinite(probs))"
-        attrs["units"] = "pixels of the full-resolution frame (pixel-index coordinates); probs in [0, 1]"
-        fields = {"boxes": (4,), "probs": (), "landmarks": (5, 2)}
+        attrs["units"] = (
+            "times: seconds from the start of the clip; boxes, landmarks: pixels of the full-resolution frame "
+            "(pixel-index coordinates); probs in [0, 1]"
+        )
+        fields = {"times": (), "boxes": (4,), "probs": (), "landmarks": (5, 2)}
         return [SequenceSpec(self.path, fields, derived=False, attrs=attrs)]
 
     def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
         track = self.visual.track(clip)
         det = track.detections
         out = {
+            f"{self.path}/times": track.times,
             f"{self.path}/boxes": det.boxes,
             f"{self.path}/probs": det.probs,
             f"{self.path}/landmarks": det.landmarks,
@@ -171,8 +167,9 @@ class FaceExtractor(VideoExtractor):
         attrs = self.attrs()
         attrs["rows"] = (
             "values: one per found face, in frame order (the frames where video/faces/probs is finite); "
-            "aligned/mask: the clip's sampled frames resampled to the aligned steps, mask False where no face"
+            "aligned/mask: the faces on the clip's common time grid, mask False where no face is near"
         )
+        attrs["time_grid"] = grid_description(self.config.align_steps)
         return [SequenceSpec(self.path, {"values": (self.dim,)}, steps=self.config.align_steps, attrs=attrs)]
 
     def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
@@ -182,7 +179,8 @@ class FaceExtractor(VideoExtractor):
         if track.error is not None:
             raise track.error
         values = track.embeddings
-        aligned, mask = align_over_frames(values, track.detections.found, self.config.align_steps)
+        duration = clip.grid_duration(frame_span(track.times, self.config.fps))
+        aligned, mask = align_faces(values, track.detections.found, track.times, duration, self.config.align_steps)
         return {
             f"{self.path}/values": values,
             f"{self.path}/aligned": aligned,

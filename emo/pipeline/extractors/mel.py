@@ -11,7 +11,7 @@ import importlib.metadata
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec
-from emo.features_store.sequences import derive
+from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors.base import Clip, Extractor, register
 
@@ -48,14 +48,23 @@ def clip_log_mel(clip: Clip, config: ExtractionConfig) -> np.ndarray:
 
 
 def audio_provenance(config: ExtractionConfig, extractor: str, **params: object) -> dict[str, object]:
-    """Attributes shared by the audio feature arrays."""
+    """Attributes shared by the audio feature arrays (librosa frames are centred: frame k at k * hop)."""
     return {
         "extractor": extractor,
         "extractor_version": f"librosa {importlib.metadata.version('librosa')}",
         "params": {**params, "denoise": config.denoise, "normalize": config.normalize},
         "sample_rate_hz": config.sample_rate,
         "frame_rate_hz": config.sample_rate / config.hop_length,
+        "frame_offset_s": 0.0,
+        "time_grid": grid_description(config.align_steps),
     }
+
+
+def frame_grid(clip: Clip, n_frames: int, config: ExtractionConfig) -> dict[str, object]:
+    """``derive``'s time-grid arguments for ``n_frames`` centred librosa frames of the clip's audio."""
+    hop_s = config.hop_length / config.sample_rate
+    own = clip.audio.size / config.sample_rate if clip.audio is not None else n_frames * hop_s
+    return {"times": np.arange(n_frames) * hop_s, "duration": clip.grid_duration(own)}
 
 
 @register
@@ -81,4 +90,5 @@ class MelExtractor(Extractor):
         log_mel(np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32), self.config)
 
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:
-        return derive(self.path, clip_log_mel(clip, self.config), self.config.align_steps)
+        frames = clip_log_mel(clip, self.config)
+        return derive(self.path, frames, self.config.align_steps, **frame_grid(clip, len(frames), self.config))

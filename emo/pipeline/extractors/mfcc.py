@@ -8,7 +8,7 @@ from emo.features_store.schema import FeatureSpec, SequenceSpec
 from emo.features_store.sequences import derive
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors.base import Clip, Extractor, register
-from emo.pipeline.extractors.mel import audio_provenance, clip_log_mel, log_mel, mel_params
+from emo.pipeline.extractors.mel import audio_provenance, clip_log_mel, frame_grid, log_mel, mel_params
 
 DELTA_WIDTH = 9
 
@@ -60,6 +60,5 @@ class MfccExtractor(Extractor):
         mfcc_from_log_mel(log_mel(noise, self.config), self.config)
 
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:
-        return derive(
-            self.path, mfcc_from_log_mel(clip_log_mel(clip, self.config), self.config), self.config.align_steps
-        )
+        frames = mfcc_from_log_mel(clip_log_mel(clip, self.config), self.config)
+        return derive(self.path, frames, self.config.align_steps, **frame_grid(clip, len(frames), self.config))

@@ -67,7 +67,12 @@ class TextExtractor(Extractor):
                 f"{self.path}/tokens",
                 {"values": (dim,)},
                 steps=self.config.align_steps,
-                attrs={**attrs, "rows": "one per real token, [CLS] and [SEP] included, padding excluded"},
+                attrs={
+                    **attrs,
+                    "rows": "one per real token, [CLS] and [SEP] included, padding excluded",
+                    "aligned": "positional, not on the clip's time grid (a transcript has no timing): up to "
+                    "align_steps tokens one per step, longer token sequences averaged over equal runs of tokens",
+                },
             ),
         ]
 

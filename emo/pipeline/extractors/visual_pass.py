@@ -64,6 +64,7 @@ class FaceTrack:
     """
 
     detections: FaceDetections
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [F] s, of each sampled frame
     embeddings: np.ndarray | None = None
     mean_crop: np.ndarray | None = None
     summary: np.ndarray | None = None
@@ -84,6 +85,7 @@ class _Accumulator:
     """One clip's state while its frames stream through."""
 
     detections: list[FaceDetections] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
     crop_sum: np.ndarray | None = None
     n_faces: int = 0
@@ -240,9 +242,10 @@ class VisualPass:
         clip.decoded["video"] = stream.stats
         started = perf_counter()
         try:
-            for _t, frame in stream:
+            for t, frame in stream:
                 decoding += perf_counter() - started
                 frames.append(frame)
+                acc.times.append(t)
                 if len(frames) == FRAME_BATCH:
                     self._frames(frames, acc, detector, queue)
                     frames = []
@@ -282,7 +285,11 @@ class VisualPass:
             queue.add(acc, crops)
 
     def _track(self, acc: _Accumulator) -> FaceTrack:
-        track = FaceTrack(detections=FaceDetections.concat(acc.detections), error=acc.error)
+        track = FaceTrack(
+            detections=FaceDetections.concat(acc.detections),
+            times=np.asarray(acc.times, dtype=np.float32),
+            error=acc.error,
+        )
         if self.embed_faces and acc.error is None:
             dim = self.model().dim
             track.embeddings = (
