@@ -493,6 +493,12 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
                      help="Head hyper-parameter, e.g. n=250, audio_encoder=speech-cnn (repeatable)."),
+        click.option("--label-from", default="label", show_default=True, metavar="label|metadata:KEY",
+                     help="What to classify: the store's labels, or a metadata field of the clips (MELD's "
+                     "metadata:Sentiment for the 3 sentiment classes)."),
+        click.option("--map-labels", metavar="OLD=NEW,...", help="Rename classes (several may map to one)."),
+        click.option("--classes", help="Keep only these classes (after --map-labels), in this order; clips of "
+                     "other classes are left out."),
         click.option("--autoencoder", "ae_params", multiple=True, metavar="KEY=VALUE",
                      help="With --features audio/ae (seed 001's autoencoder, fitted inside every training split): "
                      "bottleneck, hidden, epochs, batch_size, lr, max_frames (repeatable)."),
@@ -504,6 +510,7 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _train_config(method: str, kw: dict[str, Any]) -> Any:
+    from emo.fusion.labels import parse_mapping
     from emo.fusion.train import TrainConfig, parse_selector
 
     return TrainConfig(
@@ -525,6 +532,9 @@ def _train_config(method: str, kw: dict[str, Any]) -> Any:
         hparams=_hparams(kw["hparam"]),
         permutation_test=kw.get("permutation_test", 0),
         autoencoder=_hparams(kw["ae_params"]),
+        label_from=kw["label_from"],
+        map_labels=parse_mapping(kw["map_labels"]),
+        classes=_comma_list(kw["classes"]),
     )
 
 

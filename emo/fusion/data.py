@@ -19,6 +19,7 @@ from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES, STATUS_OK
 from emo.features_store.sequences import align
 from emo.features_store.store import before_time_grid
+from emo.fusion.labels import LabelChoice, clip_labels
 
 #: Features fitted inside every training split from other arrays of the store (never read as stored, so that
 #: no statistic of a test clip reaches training): path -> the ragged frames it is computed from.
@@ -251,12 +252,14 @@ def load_fusion_data(
     features: Mapping[str, Sequence[str]],
     kinds: Mapping[str, str],
     fitted_dims: Mapping[str, int] | None = None,
+    labels: LabelChoice | None = None,
 ) -> FusionData:
     """Read the chosen features of every committed clip into memory (one contiguous read per array).
 
     A fitted feature (:data:`FITTED_FEATURES`) gets NaN columns of width ``fitted_dims[path]`` (default
     ``FITTED_DIM``), valid where its source has frames, and those frames in ``FusionData.frames``: a run fills
-    the columns with what it fits on its training clips (``ModalityInput.with_values``).
+    the columns with what it fits on its training clips (``ModalityInput.with_values``). ``labels`` says which
+    labels and classes to train on (default: the store's labels, every class some clip has).
     """
     clips = fs.clips()
     steps = int(fs.config.get("align_steps", 32))
@@ -290,15 +293,11 @@ def load_fusion_data(
         mask = valid & (present if kind == "vector" else present[:, None])
         inputs[modality] = ModalityInput(modality, kind, list(paths), [p[0].shape[-1] for p in parts], x, mask)
     store_labels = fs.labels
-    label_idx = clips["label"].to_numpy().astype(np.int64)
-    used = sorted({int(i) for i in label_idx if 0 <= i < len(store_labels)})
-    remap = np.full(len(store_labels) + 1, -1, np.int64)
-    remap[used] = np.arange(len(used))
-    y = remap[np.where((label_idx >= 0) & (label_idx < len(store_labels)), label_idx, len(store_labels))]
+    y, class_names = clip_labels(clips, store_labels, labels or LabelChoice())
     return FusionData(
         clip_ids=clips["clip_id"].to_numpy().astype(str),
         y=y,
-        class_names=[store_labels[i] for i in used],
+        class_names=class_names,
         speakers=clips["speaker"].to_numpy().astype(str),
         splits=clips["split"].to_numpy().astype(str),
         dialogue_ids=clips["dialogue_id"].to_numpy().astype(str),

@@ -19,6 +19,7 @@ from emo.features_store.schema import CLIP_COLUMNS, SequenceSpec
 from emo.features_store.writer import config_differences
 from emo.fusion.checkpoint import Checkpoint, load_checkpoint
 from emo.fusion.data import FITTED_FEATURES, load_fusion_data
+from emo.fusion.labels import LabelChoice
 from emo.fusion.train import Prepared, predict_proba
 
 
@@ -200,13 +201,19 @@ def predict_store(
             f"{fs.location.display} was extracted with another configuration than the model's store "
             f"(differs in {', '.join(diffs) or 'the config hash'})"
         )
+    train = ckpt.config.get("train", {})
+    choice = LabelChoice(train.get("label_from", "label"), train.get("map_labels") or {})
     missing = [c for c in ckpt.class_names if c not in fs.labels]
-    if missing:
+    if missing and choice == LabelChoice():
         raise UsageError(
             f"the model's classes {', '.join(missing)} are not labels of {fs.location.display} "
             f"(it has {', '.join(fs.labels)})"
         )
-    data = load_fusion_data(fs, _features(ckpt), _kinds(ckpt), _fitted_dims(ckpt))
+    data = load_fusion_data(fs, _features(ckpt), _kinds(ckpt), _fitted_dims(ckpt), choice)
+    # the store's labels, named as the model names its classes (true_label of each prediction)
+    index = {c: i for i, c in enumerate(ckpt.class_names)}
+    data.y = np.asarray([index.get(data.class_names[k], -1) if k >= 0 else -1 for k in data.y], dtype=np.int64)
+    data.class_names = list(ckpt.class_names)
     if clip_ids:
         wanted = set(clip_ids)
         unknown = wanted - set(data.clip_ids)

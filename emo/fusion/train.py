@@ -24,6 +24,7 @@ from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES
 from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
 from emo.fusion.heads import HEADS, FusionHead, build_head
+from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
 from emo.fusion.normalize import Standardizer
@@ -56,6 +57,13 @@ class TrainConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     permutation_test: int = 0  # label permutations of the reference split (leakage check); 0 = none
     autoencoder: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig overrides for audio/ae
+    label_from: str = "label"  # or "metadata:KEY" (e.g. MELD's metadata:Sentiment)
+    map_labels: dict[str, str] = field(default_factory=dict)
+    classes: tuple[str, ...] | None = None  # keep only these classes, in this order
+
+    @property
+    def labels(self) -> LabelChoice:
+        return LabelChoice(self.label_from, self.map_labels, self.classes)
 
     def __post_init__(self) -> None:
         if self.method not in HEADS:
@@ -114,7 +122,7 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     kinds = input_kinds(config.method, config.hparams)
     features = resolve_features(fs, config.modalities, config.features, kinds)
     ae = AutoencoderConfig.from_params(config.autoencoder)
-    data = load_fusion_data(fs, features, kinds, fitted_dims={"audio/ae": ae.bottleneck})
+    data = load_fusion_data(fs, features, kinds, fitted_dims={"audio/ae": ae.bottleneck}, labels=config.labels)
     labelled = data.subset(data.labelled)
     if len(labelled.class_names) < 2:
         raise UsageError(f"the store has {len(labelled.class_names)} labelled class(es); fusion needs at least 2")

@@ -15,6 +15,7 @@ from conftest import run_emo
 from scipy import stats
 from test_train import CLASSES, quick, synthetic_store
 
+from emo.errors import UsageError
 from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
 from emo.features_store.sequences import derive
 from emo.fusion.significance import compare_methods, holm, mcnemar, paired_difference
@@ -244,3 +245,39 @@ def test_compare_writes_the_significance_table(tmp_path: Path) -> None:
     assert pair["ua"]["mean_difference"] == pytest.approx(np.mean(diffs))
     header = (out / "compare.csv").read_text().splitlines()[0]
     assert "f1_macro_mean" in header and "precision_weighted_mean" in header and "f1_weighted_mean" in header
+
+
+# -- class sets: a subset, renamed classes, a metadata field ---------------------------------------------------
+def test_labels_from_metadata_renamed_and_restricted() -> None:
+    import pandas as pd
+
+    from emo.fusion.labels import LabelChoice, clip_labels, parse_mapping
+
+    clips = pd.DataFrame(
+        {
+            "label_name": ["anger", "joy", "neutral", "sadness", ""],
+            "metadata": [json.dumps({"Sentiment": s}) for s in ("negative", "positive", "neutral", "negative", "")],
+        }
+    )
+    store = ["anger", "joy", "neutral", "sadness"]
+    y, names = clip_labels(clips, store, LabelChoice())
+    assert names == store and y.tolist() == [0, 1, 2, 3, -1]
+    y, names = clip_labels(clips, store, LabelChoice("metadata:Sentiment"))
+    assert names == ["negative", "neutral", "positive"] and y.tolist() == [0, 2, 1, 0, -1]
+    mapping = parse_mapping("anger=negative, sadness=negative, joy=positive")
+    y, names = clip_labels(clips, store, LabelChoice("label", mapping))
+    assert names == ["negative", "positive", "neutral"] and y.tolist() == [0, 1, 2, 0, -1]
+    y, names = clip_labels(clips, store, LabelChoice("label", {}, ("sadness", "joy")))
+    assert names == ["sadness", "joy"] and y.tolist() == [-1, 1, -1, 0, -1]  # other classes left out
+    with pytest.raises(UsageError, match="--classes fear: no clip has that label"):
+        clip_labels(clips, store, LabelChoice("label", {}, ("fear",)))
+    with pytest.raises(UsageError, match="OLD=NEW"):
+        parse_mapping("anger")
+
+
+def test_training_on_a_subset_of_classes(tmp_path: Path) -> None:
+    store = _store(tmp_path / "s.zarr")
+    result = train(store, quick("early", classes=("sadness", "anger"), epochs=10))
+    assert result.data.class_names == ["sadness", "anger"]
+    assert set(result.data.y.tolist()) == {0, 1}  # clips of joy are not in the data at all
+    assert result.reference.metrics["labels"] == ["sadness", "anger"]
