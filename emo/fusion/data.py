@@ -19,6 +19,7 @@ from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES, STATUS_OK
 from emo.features_store.sequences import align
 from emo.features_store.store import before_time_grid
+from emo.fusion.heads._common import FrameInput
 from emo.fusion.labels import LabelChoice, clip_labels
 
 #: Features fitted inside every training split from other arrays of the store (never read as stored, so that
@@ -31,7 +32,7 @@ FITTED_DIM = 64
 DEFAULT_FEATURES: dict[tuple[str, str], tuple[str, ...]] = {
     ("audio", "vector"): ("audio/mfcc", "audio/egemaps"),
     ("audio", "sequence"): ("audio/mfcc",),
-    ("audio", "mel-sequence"): ("audio/mel",),
+    ("audio", "frames"): ("audio/mel", "audio/mfcc"),  # a head reading frames takes the first one present
     ("video", "vector"): ("video/face", "video/summary"),
     ("video", "sequence"): ("video/face",),
     ("text", "vector"): ("text/mean",),
@@ -44,7 +45,7 @@ class ModalityInput:
     """One modality's input for every clip: ``x`` [N, D] or [N, T, D], ``mask`` [N] or [N, T]."""
 
     name: str
-    kind: str  # "vector" | "sequence"
+    kind: str  # "vector" | "sequence" (aligned steps) | "frames" (the clip's own frames, cropped or resampled)
     features: list[str]
     dims: list[int]  # width of each feature inside the last axis of x, in ``features`` order
     x: np.ndarray
@@ -220,8 +221,12 @@ def resolve_features(
         return chosen
     available = set(_feature_names(fs))
     for modality in modalities or MODALITIES:
-        kind = kinds.get(modality, "vector")
+        kind = base_kind(kinds.get(modality, "vector"))
+        if (modality, kind) not in DEFAULT_FEATURES:
+            raise UsageError(f"this method reads {modality} as {kind}, which emo has no default features for")
         defaults = [p for p in DEFAULT_FEATURES[(modality, kind)] if p in available]
+        if kind == "frames":
+            defaults = defaults[:1]
         if not defaults and kind != "vector":  # no sequence: the clip vector repeated over the steps
             defaults = [p for p in DEFAULT_FEATURES[(modality, "vector")] if p in available]
         if not defaults:
@@ -235,6 +240,48 @@ def resolve_features(
     if not chosen:
         raise UsageError(f"the store has no features to train on: {', '.join(sorted(available)) or 'none'}")
     return chosen
+
+
+def base_kind(kind: str) -> str:
+    """"vector", "sequence" or "frames" (for ``frames:LENGTH:MODE``)."""
+    return kind.split(":", 1)[0]
+
+
+def frames_view(seq: np.ndarray, spec: FrameInput) -> tuple[np.ndarray, np.ndarray]:
+    """One clip's frames [n, D] as ``spec.length`` frames and their mask: the first ones (``crop``, padded with
+    masked zeros) or linearly interpolated over the whole clip (``resample``; a clip without frames is masked)."""
+    seq = seq.reshape(len(seq), int(np.prod(seq.shape[1:]))).astype(np.float32, copy=False)
+    out = np.zeros((spec.length, seq.shape[1]), np.float32)
+    mask = np.zeros(spec.length, bool)
+    n = len(seq)
+    if n == 0:
+        return out, mask
+    if spec.mode == "crop":
+        k = min(n, spec.length)
+        out[:k], mask[:k] = seq[:k], True
+        return out, mask
+    # frame j of the output sits at the centre of the j-th of ``length`` equal parts of the n input frames
+    pos = np.clip((np.arange(spec.length) + 0.5) * n / spec.length - 0.5, 0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    w = (pos - lo)[:, None].astype(np.float32)
+    out[:] = seq[lo] * (1 - w) + seq[hi] * w
+    mask[:] = True
+    return out, mask
+
+
+def _load_frames(fs: FeatureStore, path: str, spec: FrameInput) -> tuple[np.ndarray, np.ndarray]:
+    """A ragged group's own frames of every clip as [N, length, D] with a frame mask (see :func:`frames_view`)."""
+    what, group = _group_of(fs, path)
+    if what != "group" and f"{group}/values" not in set(fs.array_paths()):
+        raise UsageError(
+            f"this method reads the frames of {path}, which is a clip vector; give a frame feature such as "
+            "audio/mel or audio/mfcc"
+        )
+    views = [frames_view(s, spec) for s in fs.sequences(f"{group}/values")]
+    if not views:
+        return np.zeros((0, spec.length, 0), np.float32), np.zeros((0, spec.length), bool)
+    return np.stack([x for x, _ in views]), np.stack([m for _, m in views])
 
 
 def _fitted_source(fs: FeatureStore, path: str) -> str:
@@ -282,7 +329,17 @@ def load_fusion_data(
         return np.full((fs.n_clips, width), np.nan, np.float32), has
 
     for modality, paths in features.items():
-        kind = "sequence" if kinds.get(modality, "vector") != "vector" else "vector"
+        kind = base_kind(kinds.get(modality, "vector"))
+        if kind == "frames":
+            if len(paths) != 1 or paths[0] in FITTED_FEATURES:
+                raise UsageError(
+                    f"this method reads one {modality} frame feature (its own frames, e.g. audio/mel); "
+                    f"got {', '.join(paths)}"
+                )
+            x, valid = _load_frames(fs, paths[0], FrameInput.parse(kinds[modality]))
+            mask = valid & _status_present(fs, modality, clips)[:, None]
+            inputs[modality] = ModalityInput(modality, kind, list(paths), [x.shape[-1]], x, mask)
+            continue
         parts = [load(p, kind) for p in paths]
         lengths = {x.shape[1] for x, _ in parts} if kind == "sequence" else set()
         if len(lengths) > 1:

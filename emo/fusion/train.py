@@ -23,7 +23,7 @@ from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES
 from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
-from emo.fusion.heads import HEADS, FusionHead, build_head
+from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams
 from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
@@ -98,10 +98,12 @@ def parse_selector(spec: str | None) -> dict[str, str]:
 
 
 def input_kinds(method: str, hparams: Mapping[str, Any]) -> dict[str, str]:
-    """What each modality feeds the head: pooled vectors, aligned sequences, or mel frames (speech CNN)."""
+    """What each modality feeds the head: pooled vectors, aligned sequences, or the clip's own frames
+    (``frames:LENGTH:MODE``, e.g. the mel frames of seed 004's speech CNN and seed 003's 2-D CNN)."""
     kinds = {m: HEADS[method].input_kind for m in MODALITIES}
-    if method == "speech-cnn" or hparams.get("audio_encoder") == "speech-cnn":
-        kinds["audio"] = "mel-sequence"
+    resolved = head_hparams(method) | dict(hparams)
+    for modality, spec in HEADS[method].frame_inputs(resolved).items():
+        kinds[modality] = spec.kind
     return kinds
 
 
@@ -306,7 +308,7 @@ def run_once(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     prep = preprocess(data, split.train, config.selector, seed, device, config.autoencoder)
-    steps = next((x.shape[1] for x in prep.xs.values() if x.dim() == 3), None)
+    steps = next((int(x.shape[1]) for m, x in prep.xs.items() if data.inputs[m].kind == "sequence"), None)
     head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
     y = torch.from_numpy(data.y).to(device)
     weight = None

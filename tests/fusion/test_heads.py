@@ -75,11 +75,10 @@ def test_every_registered_method_is_covered() -> None:
 
 
 def kinds(method: str, dims: dict[str, int], hparams: dict) -> dict[str, str]:
-    if HEADS[method].input_kind == "sequence":
-        return dict.fromkeys(dims, "sequence")
-    out = dict.fromkeys(dims, "vector")
-    if hparams.get("audio_encoder") == "speech-cnn":
-        out["audio"] = "sequence"
+    """Each modality's layout; frame inputs (speech CNN, mel CNN) are [N, L, D] like sequences, here L = T."""
+    out = dict.fromkeys(dims, HEADS[method].input_kind)
+    for modality in HEADS[method].frame_inputs(head_hparams(method) | hparams):
+        out[modality] = "sequence"
     return out
 
 

@@ -14,12 +14,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from emo.errors import UsageError
+
+FRAME_MODES = ("crop", "resample")
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """A head's request for a modality's own frames (the store's ragged ``values``) instead of its aligned steps.
+
+    ``mode="crop"``: the clip's first ``length`` frames, shorter clips padded and masked (a CNN whose kernels
+    are sized for real frames, seed 004); ``mode="resample"``: the clip's frames linearly interpolated to
+    ``length`` frames spanning the whole clip (a fixed-size spectrogram image whose columns stay on the clip's
+    time grid, seed 003's 128 x 256 input).
+    """
+
+    length: int
+    mode: str = "crop"
+
+    def __post_init__(self) -> None:
+        if self.mode not in FRAME_MODES or not isinstance(self.length, int) or self.length < 1:
+            raise UsageError(f"frame input needs a positive length and a mode in {FRAME_MODES}; got {self}")
+
+    @property
+    def kind(self) -> str:
+        """The input kind string a trainer passes to the loader, e.g. ``frames:400:crop``."""
+        return f"frames:{self.length}:{self.mode}"
+
+    @classmethod
+    def parse(cls, kind: str) -> FrameInput:
+        _, length, mode = kind.split(":")
+        return cls(int(length), mode)
 
 
 class FusionHead(nn.Module):
@@ -56,6 +87,12 @@ class FusionHead(nn.Module):
         self.n_classes = n_classes
         self.steps = steps
         self.hparams: dict[str, Any] = {}
+
+    @classmethod
+    def frame_inputs(cls, hparams: Mapping[str, Any]) -> dict[str, FrameInput]:
+        """Modalities this head reads as their own frames (see :class:`FrameInput`) under the resolved
+        ``hparams`` (defaults included); every other modality comes as ``input_kind`` says."""
+        return {}
 
     def _gather(
         self, xs: Mapping[str, Tensor], masks: Mapping[str, Tensor], kind: str | None = None

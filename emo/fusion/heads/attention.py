@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emo.errors import UsageError
 
-from ._common import FusionHead, check_choice, masked_softmax
+from ._common import FrameInput, FusionHead, check_choice, masked_softmax
 from .speech_cnn import SpeechCNNEncoder
 
 
@@ -85,15 +86,16 @@ class AttentionFusionHead(FusionHead):
     Encoders (before the FC to ``n``):
 
     * ``"fc"`` (default for every modality): the input vector itself.
-    * ``audio_encoder="speech-cnn"``: seed 004's speech module (:class:`SpeechCNNEncoder`) on the log-mel
-      sequence. Then ``xs[audio]`` is [N, T, F] (F = 128) with mask [N, T] and the modality counts as present
-      when any frame is valid. The speech module's own FC and the FC to ``n`` are one FC (80 -> n): the paper
-      gives no size for the former and two stacked linear maps are one.
+    * ``audio_encoder="speech-cnn"``: seed 004's speech module (:class:`SpeechCNNEncoder`) on the
+      clip's own frames: ``xs[audio]`` is its first ``speech_frames=400`` log-mel frames [N, 400, F] (F = 128,
+      shorter clips padded, frame mask [N, 400]) and the modality counts as present when any frame is valid.
+      The speech module's own FC and the FC to ``n`` are one FC (80 -> n): the paper gives no size for the
+      former and two stacked linear maps are one.
     * ``text_encoder="dialogue-bigru"``: seed 004's text module (:class:`DialogueTextEncoder`: FC 100 ->
       BiGRU 100 over the dialogue -> FC to ``text_out``, default ``n_classes``) on BERT utterance vectors;
       pass ``dialogue`` ids to ``forward`` for conversational context.
 
-    The head's ``input_kind`` is "vector"; only the speech-cnn audio input is a sequence.
+    The head's ``input_kind`` is "vector"; only the speech-cnn audio input is frames (:meth:`frame_inputs`).
     """
 
     input_kind = "vector"
@@ -115,6 +117,7 @@ class AttentionFusionHead(FusionHead):
         cnn_parallel_channels: int = 8,
         cnn_channels: tuple[int, ...] = (32, 48, 64, 80),
         cnn_pool: str = "mean",
+        speech_frames: int = 400,
         text_fc: int = 100,
         text_hidden: int = 100,
         text_out: int | None = None,
@@ -147,6 +150,7 @@ class AttentionFusionHead(FusionHead):
                 "cnn_parallel_channels": cnn_parallel_channels,
                 "cnn_channels": list(cnn_channels),
                 "cnn_pool": cnn_pool,
+                "speech_frames": speech_frames,
             }
         if text_encoder == "dialogue-bigru":
             self.hparams |= {
@@ -178,6 +182,12 @@ class AttentionFusionHead(FusionHead):
         self.w = nn.Linear(n, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(n, n_classes)
+
+    @classmethod
+    def frame_inputs(cls, hparams: Mapping[str, Any]) -> dict[str, FrameInput]:
+        if hparams.get("audio_encoder", "fc") != "speech-cnn":
+            return {}
+        return {hparams.get("audio_modality", "audio"): FrameInput(int(hparams.get("speech_frames", 400)), "crop")}
 
     def forward_with_weights(
         self, xs: Mapping[str, Tensor], masks: Mapping[str, Tensor], dialogue: Tensor | None = None

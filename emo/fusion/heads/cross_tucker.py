@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from emo.errors import UsageError
 
-from ._common import AttentionBlock, FusionHead, zero_masked
+from ._common import AttentionBlock, FrameInput, FusionHead, check_choice, zero_masked
+from .mel_cnn import MelCNN2D
 
 DEFAULT_STEPS = 32  # DESIGN.md §5: default --align-steps of the store's aligned sequences
 
@@ -56,8 +58,15 @@ class TuckerFusion(nn.Module):
 class CrossModalTuckerHead(FusionHead):
     """Cross-modal attention fusion with a Tucker layer (seed 003, Kumar, Aruldoss & Wynn 2025, App. A-B).
 
-    Two aligned sequences, audio A in R^{T x D_a} and video V in R^{T x D_v} (modality names ``a="audio"``,
-    ``v="video"``), same T = ``steps``:
+    Two sequences on the common time grid, audio A in R^{T x D_a} and video V in R^{T x D_v} (modality names
+    ``a="audio"``, ``v="video"``), same T = ``steps``:
+
+    0. Audio front-end (App. A.4), ``audio_frontend="mel-cnn"`` (default): the clip's log-mel frames resampled
+       to ``mel_frames=256`` frames over the whole clip (the paper's 128 x 256 input) go through
+       :class:`~emo.fusion.heads.mel_cnn.MelCNN2D` (kernel 3, ReLU, 3 x 3 max pooling with stride 2, 128-dim
+       output), pooled to the T steps of the video's grid, so A is learned end to end with the fusion.
+       ``audio_frontend="none"`` takes the store's aligned audio steps as A (e.g. ``--features audio/mfcc``).
+       The video branch is the stored ResNet-18 face embedding per aligned step (frozen, not fine-tuned).
 
     1. Bidirectional cross-modal multi-head attention (App. A.3, ``heads=4`` from the App. A.4 table): audio
        queries attend to video keys/values and video queries to audio keys/values (keys of invalid steps
@@ -98,7 +107,11 @@ class CrossModalTuckerHead(FusionHead):
         attn_dim: int = 128,
         ranks: tuple[int, int, int] = (8, 16, 16),
         dropout: float = 0.5,
+        audio_frontend: str = "mel-cnn",
+        mel_frames: int = 256,
+        cnn_channels: tuple[int, ...] = (32, 64, 128),
     ) -> None:
+        check_choice("cross-tucker", "audio_frontend", audio_frontend, ("mel-cnn", "none"))
         if set(dims) != {a, v} or a == v:
             raise UsageError(
                 f"cross-tucker fuses exactly two modalities, {a!r} and {v!r} (seed 003 is "
@@ -117,19 +130,33 @@ class CrossModalTuckerHead(FusionHead):
             "attn_dim": attn_dim,
             "ranks": list(ranks),
             "dropout": dropout,
+            "audio_frontend": audio_frontend,
         }
         self.a, self.v = a, v
         d_a, d_v = self.dims[a], self.dims[v]
+        self.frontend: MelCNN2D | None = None
+        if audio_frontend == "mel-cnn":
+            self.hparams |= {"mel_frames": mel_frames, "cnn_channels": list(cnn_channels)}
+            self.frontend = MelCNN2D(d_a, self.steps, channels=tuple(cnn_channels))
+            d_a = self.frontend.out_dim
         self.audio_to_video = AttentionBlock(d_a, heads, kv_dim=d_v, attn_dim=attn_dim)
         self.video_to_audio = AttentionBlock(d_v, heads, kv_dim=d_a, attn_dim=attn_dim)
         self.tucker = TuckerFusion(self.steps, d_a + 1, d_v + 1, tuple(ranks))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(ranks[0] * ranks[1] * ranks[2], n_classes)
 
+    @classmethod
+    def frame_inputs(cls, hparams: Mapping[str, Any]) -> dict[str, FrameInput]:
+        if hparams.get("audio_frontend", "mel-cnn") != "mel-cnn":
+            return {}
+        return {hparams.get("a", "audio"): FrameInput(int(hparams.get("mel_frames", 256)), "resample")}
+
     def attended(self, xs: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """The 1-augmented attended sequences a [N, T, D_a+1] and v [N, T, D_v+1] (steps 1-2)."""
+        """The 1-augmented attended sequences a [N, T, D_a+1] and v [N, T, D_v+1] (steps 0-2)."""
         x_a, m_a = self._input(xs, masks, self.a, "sequence")
         x_v, m_v = self._input(xs, masks, self.v, "sequence")
+        if self.frontend is not None:
+            x_a, m_a = self.frontend(x_a, m_a)
         if x_a.shape[1] != self.steps or x_v.shape[1] != self.steps:
             raise UsageError(
                 f"cross-tucker was built for T={self.steps} aligned steps; got audio T="

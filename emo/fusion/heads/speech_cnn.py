@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 
-from ._common import FusionHead, check_choice, zero_masked
+from ._common import FrameInput, FusionHead, check_choice, zero_masked
 
 
 class ChannelsLastConv2d(nn.Conv2d):
@@ -53,7 +54,8 @@ class SpeechCNNEncoder(nn.Module):
       independent of the clip length; global pooling is our choice.
 
     Masked frames are zeroed on input and re-zeroed after every convolution (so a gap behaves like a sequence
-    edge); a pooled time step is valid if any frame under it is.
+    edge); a pooled time step is valid if any frame under it is. Frames after the last valid frame of the batch
+    are dropped before the first convolution (padding of a cropped input costs nothing).
     """
 
     def __init__(
@@ -82,6 +84,10 @@ class SpeechCNNEncoder(nn.Module):
         self.out_dim = channels[-1]
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        # frames after the batch's last valid one are padding for every clip: not convolved at all
+        if not torch.jit.is_tracing() and mask.shape[1] > 1:
+            last = int(mask.any(0).nonzero().max().item()) + 1 if mask.any() else 1
+            x, mask = x[:, :last], mask[:, :last]
         h = zero_masked(x, mask).unsqueeze(1)
         keep = mask[:, None, :, None].to(h.dtype)
         h = torch.cat([self.time_branch(h), self.freq_branch(h)], dim=1) * keep
@@ -107,9 +113,11 @@ class SpeechCNNHead(FusionHead):
     max-pool after convolutions 1 and 2, masked global pooling). ``dropout=0.3`` is the dropout seed 004
     §3.2 uses for its text module (the paper gives none for the speech module).
 
-    Input kind "sequence": ``xs[modality]`` is the aligned log-mel sequence [N, T, F] (``audio/mel``,
-    F = 128) with mask [N, T]. ``modality`` defaults to the only modality in ``dims``; this head refuses
-    more than one modality (use ``attention`` with ``audio_encoder="speech-cnn"`` to fuse it).
+    Input: the clip's own log-mel frames (``audio/mel``, F = 128, 10 ms hop), its first ``max_frames=400``
+    (4 s) as [N, 400, F] with a frame mask, shorter clips padded and masked (``FrameInput(400, "crop")``):
+    the (10, 2) time kernel spans 100 ms of real frames. The paper does not give its input length; 4 s covers
+    most utterances of MELD and RAVDESS (our choice). ``modality`` defaults to the only modality in ``dims``;
+    this head refuses more than one modality (use ``attention`` with ``audio_encoder="speech-cnn"`` to fuse it).
     """
 
     input_kind = "sequence"
@@ -125,6 +133,7 @@ class SpeechCNNHead(FusionHead):
         channels: tuple[int, ...] = (32, 48, 64, 80),
         pool: str = "mean",
         dropout: float = 0.3,
+        max_frames: int = 400,
     ) -> None:
         if modality is None:
             if len(dims) != 1:
@@ -142,12 +151,17 @@ class SpeechCNNHead(FusionHead):
             "channels": list(channels),
             "pool": pool,
             "dropout": dropout,
+            "max_frames": max_frames,
         }
         self.encoder = SpeechCNNEncoder(
             self.dims[modality], parallel_channels=parallel_channels, channels=tuple(channels), pool=pool
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.encoder.out_dim, n_classes)
+
+    @classmethod
+    def frame_inputs(cls, hparams: Mapping[str, Any]) -> dict[str, FrameInput]:
+        return {hparams.get("modality") or "audio": FrameInput(int(hparams.get("max_frames", 400)), "crop")}
 
     def forward(self, xs: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> Tensor:
         (x,), (m,) = self._gather(xs, masks)
