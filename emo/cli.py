@@ -475,8 +475,10 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "with features)."),
         click.option("--features", help="Comma-separated store paths, e.g. audio/mfcc,audio/egemaps,video/summary."),
         click.option("--selector", default="none", show_default=True,
-                     help="Feature selection fitted on each training split: none|l1|tree|zebra, or per modality "
-                     "text=l1,audio=tree,video=tree (seed 002)."),
+                     help="Feature selection fitted on each training split: none|l1|tree|zebra selects once on "
+                     "the concatenated vector of every modality (seed 001); per modality as "
+                     "text=l1,audio=tree,video=tree (seed 002). Zebra's inner CV groups by speaker when the "
+                     "split does."),
         click.option("--split", type=click.Choice(["auto", "speaker", "stratified", "predefined"]), default="auto",
                      show_default=True, help="auto = the dataset's own split when the store has one (MELD's "
                      "train/dev/test), else speaker-independent when speakers are known, else stratified 80/20."),

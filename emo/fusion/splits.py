@@ -26,6 +26,8 @@ class Split:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    #: "speaker" when no speaker is on two sides: anything cross-validated inside train groups by speaker too
+    grouped_by: str = ""
 
     def sizes(self) -> dict[str, int]:
         return {"train": int(self.train.size), "val": int(self.val.size), "test": int(self.test.size)}
@@ -133,11 +135,11 @@ def make_splits(data: FusionData, protocol: str, folds: int = 1, seed: int = 0) 
             groups = np.array([shuffled[s] for s in speakers[known]])
             for k, (train_i, test_i) in enumerate(GroupKFold(n_splits=folds).split(known, groups=groups)):
                 train, val = _speaker_partition(speakers, known[train_i], VAL_FRACTION / 0.8, seed + k)
-                yield Split(f"fold{k}", np.sort(train), np.sort(val), np.sort(known[test_i]))
+                yield Split(f"fold{k}", np.sort(train), np.sort(val), np.sort(known[test_i]), "speaker")
             return
         rest, test = _speaker_partition(speakers, known, TEST_FRACTION, seed)
         train, val = _speaker_partition(speakers, rest, VAL_FRACTION / (1 - TEST_FRACTION), seed + 1)
-        yield Split("speaker", np.sort(train), np.sort(val), np.sort(test))
+        yield Split("speaker", np.sort(train), np.sort(val), np.sort(test), "speaker")
         return
     if folds > 1:
         counts = np.bincount(y[rows])

@@ -33,6 +33,8 @@ from emo.fusion.splits import Split, explain_protocol, make_splits
 log = logging.getLogger(__name__)
 
 SELECTORS = ("none", "l1", "tree", "zebra")
+#: key of ``TrainConfig.selector`` for one selector over the concatenated vector of every modality (seed 001)
+JOINT = "joint"
 
 
 @dataclass
@@ -42,7 +44,7 @@ class TrainConfig:
     method: str = "attention"
     modalities: tuple[str, ...] | None = None
     features: tuple[str, ...] | None = None
-    selector: dict[str, str] = field(default_factory=dict)  # modality -> none | l1 | tree | zebra
+    selector: dict[str, str] = field(default_factory=dict)  # modality (or JOINT) -> none | l1 | tree | zebra
     split: str = "auto"
     folds: int = 1
     seeds: int = 1
@@ -69,6 +71,8 @@ class TrainConfig:
         if self.method not in HEADS:
             raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(HEADS)}")
         for modality, name in self.selector.items():
+            if modality not in (*MODALITIES, JOINT):
+                raise UsageError(f"selector for unknown modality {modality!r}")
             if name not in SELECTORS:
                 raise UsageError(f"unknown selector {name!r} for {modality}; choose one of {', '.join(SELECTORS)}")
         for name, value, low in (
@@ -83,11 +87,12 @@ class TrainConfig:
 
 
 def parse_selector(spec: str | None) -> dict[str, str]:
-    """``l1`` (every modality) or ``text=l1,audio=tree,video=tree`` (seed 002, per modality)."""
+    """``zebra`` (one selector over the concatenated vector of every modality, as seed 001 selects on the fused
+    audio-visual vector) or ``text=l1,audio=tree,video=tree`` (one per modality, seed 002)."""
     if not spec or spec == "none":
         return {}
     if "=" not in spec:
-        return {m: spec for m in MODALITIES}
+        return {JOINT: spec}
     out = {}
     for part in spec.split(","):
         modality, _, name = part.partition("=")
@@ -134,6 +139,29 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
 
 
 # -------------------------------------------------------------------------------------------- selection
+def _clip_vectors(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One vector per clip of standardised input ``x``: vectors as they are, sequences averaged over their valid
+    steps (zeros, the training mean, where a clip has none)."""
+    if x.ndim == 2:
+        return x
+    count = mask.sum(axis=1, keepdims=True)
+    return (x * mask[..., None]).sum(axis=1) / np.maximum(count, 1)
+
+
+def fit_selection(
+    name: str, x: np.ndarray, y: np.ndarray, seed: int, groups: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit selector ``name`` on rows ``x`` (labels ``y``; ``groups`` for zebra's grouped inner CV); returns the
+    keep mask and the per-feature scores."""
+    sel = make_selector(name, seed)
+    if name == "zebra" and groups is not None:
+        sel.fit(x, y, groups=groups)
+    else:
+        sel.fit(x, y)
+    keep = np.asarray(sel.get_support(), dtype=bool)
+    return keep, np.nan_to_num(np.asarray(getattr(sel, "scores_", keep), dtype=float))
+
+
 def make_selector(name: str, seed: int) -> Any:
     from emo.fusion.selection import L1Selector, TreeSelector, ZebraSelector
 
@@ -180,12 +208,16 @@ def preprocess(
     seed: int,
     device: torch.device,
     autoencoder: Mapping[str, Any] | None = None,
+    groups: np.ndarray | None = None,
 ) -> Prepared:
     """Fit fitted features (the audio autoencoder), standardisation and selection on ``train_rows`` only;
-    transform every clip."""
+    transform every clip. ``groups`` [N] (speakers, when the outer split holds them out) groups the inner
+    cross-validation of a zebra selector."""
     standardizers, selections, scores, xs, masks = {}, {}, {}, {}, {}
     extra: dict[str, np.ndarray] = {}
     fitted_info: dict[str, dict[str, Any]] = {}
+    inner_groups = None if groups is None else groups[train_rows]
+    zs: dict[str, np.ndarray] = {}
     for name, modality in data.inputs.items():
         for feature in modality.fitted:
             modality, arrays, info = fit_feature(data, modality, feature, train_rows, seed, autoencoder or {})
@@ -197,14 +229,40 @@ def preprocess(
         chooser = selector.get(name, "none")
         if chooser != "none":
             fit_x, rows_present = _selection_matrix(x[train_rows], modality.mask[train_rows])
-            sel = make_selector(chooser, seed).fit(fit_x, data.y[train_rows][rows_present])
-            keep = np.asarray(sel.get_support(), dtype=bool)
-            selections[name] = keep
-            scores[name] = np.nan_to_num(np.asarray(getattr(sel, "scores_", keep), dtype=float)).tolist()
+            keep, score = fit_selection(
+                chooser,
+                fit_x,
+                data.y[train_rows][rows_present],
+                seed,
+                None if inner_groups is None else inner_groups[rows_present],
+            )
+            selections[name], scores[name] = keep, score.tolist()
             x = x[..., keep]
             log.info("%s selection on %s: kept %d of %d features", chooser, name, int(keep.sum()), keep.size)
-        xs[name] = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        zs[name] = x
         masks[name] = torch.from_numpy(modality.mask).to(device)
+    joint = selector.get(JOINT, "none")
+    if joint != "none":
+        # one subset of the concatenated clip vector of every modality (learned frame front-ends excepted)
+        names = [n for n, m in data.inputs.items() if m.kind != "frames"]
+        blocks = [_clip_vectors(zs[n][train_rows], data.inputs[n].mask[train_rows]) for n in names]
+        keep, score = fit_selection(joint, np.concatenate(blocks, axis=1), data.y[train_rows], seed, inner_groups)
+        at = 0
+        for n, block in zip(names, blocks, strict=True):
+            width = block.shape[1]
+            selections[n], scores[n] = keep[at : at + width], score[at : at + width].tolist()
+            if not selections[n].any():  # the subset dropped the whole modality: keep its best-scored feature
+                selections[n] = np.zeros(width, bool)
+                selections[n][int(np.argmax(score[at : at + width]))] = True
+            zs[n] = zs[n][..., selections[n]]
+            at += width
+        log.info(
+            "%s selection on %s jointly: kept %d of %d features (%s)",
+            joint, "+".join(names), int(keep.sum()), keep.size,
+            ", ".join(f"{n} {int(selections[n].sum())}" for n in names),
+        )
+    for name, x in zs.items():
+        xs[name] = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     return Prepared(standardizers, selections, scores, xs, masks, extra, fitted_info)
 
 
@@ -307,7 +365,8 @@ def run_once(
     started = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    prep = preprocess(data, split.train, config.selector, seed, device, config.autoencoder)
+    groups = data.speakers if split.grouped_by == "speaker" else None
+    prep = preprocess(data, split.train, config.selector, seed, device, config.autoencoder, groups)
     steps = next((int(x.shape[1]) for m, x in prep.xs.items() if data.inputs[m].kind == "sequence"), None)
     head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
     y = torch.from_numpy(data.y).to(device)

@@ -287,3 +287,41 @@ def test_invalid_parameters_raise(selector) -> None:
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError):
         selector.fit(X, y)
+
+
+def _speaker_confounded(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12 speakers, each mostly one class; 8 columns identify the speaker (and so, through the confound, the
+    class of a clip whose speaker was seen), 2 columns carry a weaker class signal shared by every speaker."""
+    rng = np.random.default_rng(seed)
+    speakers = np.repeat(np.arange(12), 20)
+    y = np.where(rng.random(speakers.size) < 0.85, speakers % 2, 1 - speakers % 2)
+    identity = rng.normal(0, 3, (12, 8))[speakers] + rng.normal(0, 0.3, (speakers.size, 8))
+    signal = (y[:, None] * 1.2 + rng.normal(0, 1, (speakers.size, 2)))
+    return np.hstack([identity, signal]), y, speakers.astype(str)
+
+
+def test_grouped_inner_cv_never_puts_a_speaker_on_both_sides() -> None:
+    from emo.fusion.selection.fitness import grouped_folds
+
+    X, y, speakers = _speaker_confounded()
+    folds = grouped_folds(y, speakers, 3, 0)
+    assert len(folds) == 3
+    for train, test in folds:
+        assert not set(speakers[train]) & set(speakers[test])
+    # speaker cues look predictive under random folds and stop looking so when speakers are held out
+    identity = np.zeros(X.shape[1], bool)
+    identity[:8] = True
+    knn = KNeighborsClassifier()
+    random_acc = make_subset_fitness(X, y, stratified_folds(y, 3, 0), knn, 0.99).accuracy(identity[None])[0]
+    grouped_acc = make_subset_fitness(X, y, folds, knn, 0.99).accuracy(identity[None])[0]
+    assert random_acc > 0.7 and grouped_acc < random_acc - 0.2, (random_acc, grouped_acc)
+
+
+def test_zebra_with_speaker_groups_prefers_the_shared_signal_to_speaker_cues() -> None:
+    X, y, speakers = _speaker_confounded()
+    params = dict(population_size=12, n_iterations=15, random_state=0)
+    plain = ZebraSelector(**params).fit(X, y)
+    grouped = ZebraSelector(**params).fit(X, y, groups=speakers)
+    assert plain.cv_groups_ == 0 and grouped.cv_groups_ == 12
+    assert grouped.get_support()[8:].all()  # the shared class signal
+    assert grouped.get_support()[:8].sum() < plain.get_support()[:8].sum()

@@ -306,3 +306,26 @@ def test_dialogue_context_text_encoder_of_seed_004(tmp_path: Path) -> None:
     result = train(path, config, str(tmp_path / "run"))
     assert result.reference.head.hparams["text_encoder"] == "dialogue-bigru"
     assert result.summary["ua"]["mean"] > 0.8
+
+
+def test_plain_selector_selects_jointly_on_the_fused_vector(store: Path, tmp_path: Path) -> None:
+    """``--selector zebra`` is seed 001's selection on the concatenated audio-visual vector: one subset over
+    every modality's features (the audio carries the class in this store), grouped by speaker inside."""
+    from emo.fusion.train import JOINT, parse_selector
+
+    assert parse_selector("zebra") == {JOINT: "zebra"}
+    assert parse_selector("audio=tree,text=l1") == {"audio": "tree", "text": "l1"}
+    run = tmp_path / "run"
+    result = train(store, quick("early", selector=parse_selector("zebra"), epochs=10), str(run))
+    sel = result.reference.prep.selections
+    assert set(sel) == {"audio", "video", "text"}
+    widths = {m: i.dim for m, i in result.data.inputs.items()}
+    assert all(sel[m].size == widths[m] for m in sel)
+    assert sel["audio"].sum() >= 1
+    assert result.reference.split.grouped_by == "speaker"
+    assert result.summary["accuracy"]["mean"] > 0.5
+    ref = result.reference
+    test_ids = list(result.data.clip_ids[ref.split.test])
+    by_id = {p.clip_id: p for p in predict_store(run, str(store), test_ids)}
+    assert by_id[test_ids[0]].probabilities == pytest.approx(
+        dict(zip(result.data.class_names, ref.test_prob[0], strict=True)), abs=1e-4)

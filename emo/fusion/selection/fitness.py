@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import ClassifierMixin, clone
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import ThreadpoolController
 
@@ -56,6 +56,20 @@ def stratified_folds(y: np.ndarray, cv: int, random_state: int | None) -> list[t
         raise ValueError(f"cannot cross-validate with {len(y)} sample(s); at least {n_splits} are needed")
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return [(train, test) for train, test in splitter.split(np.zeros((len(y), 1)), y)]
+
+
+def grouped_folds(
+    y: np.ndarray, groups: np.ndarray, cv: int, random_state: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``StratifiedGroupKFold(cv, shuffle=True, random_state)`` folds: no group (speaker) on both sides of a fold,
+    so a subset is not rewarded for cues that identify a speaker when the outer split holds speakers out.
+    ``cv`` is lowered to the number of groups (at least 2 are needed)."""
+    n_groups = np.unique(groups).size
+    if n_groups < 2:
+        raise ValueError(f"grouped cross-validation needs at least 2 groups, got {n_groups}")
+    splitter = StratifiedGroupKFold(n_splits=min(int(cv), n_groups), shuffle=True, random_state=random_state)
+    folds = [(train, test) for train, test in splitter.split(np.zeros((len(y), 1)), y, groups)]
+    return [(train, test) for train, test in folds if train.size and test.size]
 
 
 def is_fast_knn(classifier: ClassifierMixin) -> bool:

@@ -57,7 +57,9 @@ def select_features(
                          features=tuple(features) if features else None, split=split, seed=seed)
     data = prepare_data(fs, config)
     protocol = resolve_protocol(data, split)
-    train = next(make_splits(data, protocol, 1, seed)).train
+    split_ = next(make_splits(data, protocol, 1, seed))
+    train = split_.train
+    groups = data.speakers[train] if split_.grouped_by == "speaker" and method == "zebra" else None
     blocks, names = [], []
     for modality in data.inputs.values():
         z = Standardizer.fit(modality, train).transform(modality.x, modality.mask)
@@ -70,7 +72,10 @@ def select_features(
         selector.set_params(**(params or {}))
     except ValueError as exc:
         raise UsageError(f"--param: {exc}") from None
-    selector.fit(x, y)
+    if groups is not None:
+        selector.fit(x, y, groups=groups)
+    else:
+        selector.fit(x, y)
     support = np.asarray(selector.get_support(), dtype=bool)
     scores = np.nan_to_num(np.asarray(getattr(selector, "scores_", support), dtype=float))
     result: dict[str, Any] = {
@@ -79,6 +84,7 @@ def select_features(
         "store": {"location": fs.location.display, "config_hash": fs.config_hash},
         "features": {m: i.features for m, i in data.inputs.items()},
         "split": {"protocol": protocol, "seed": seed, "n_train": int(train.size),
+                  "inner_cv_grouped_by": "speaker" if groups is not None else "",
                   "clip_ids": sorted(str(c) for c in data.clip_ids[train])},
         "n_features": int(support.size),
         "n_selected": int(support.sum()),

@@ -20,7 +20,7 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from emo.fusion.selection.fitness import make_subset_fitness, stratified_folds
+from emo.fusion.selection.fitness import grouped_folds, make_subset_fitness, stratified_folds
 
 # Search box of the continuous zebra positions; the S rule selects a feature when its coordinate is > 0.
 LOWER, UPPER = -1.0, 1.0
@@ -330,8 +330,12 @@ class ZebraSelector(SelectorMixin, BaseEstimator):
         if self.transfer not in TRANSFERS:
             raise ValueError(f"transfer must be one of {TRANSFERS}, got {self.transfer!r}")
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ZebraSelector:
-        """Search a feature subset of ``X`` (``[n_samples, n_features]``) for class labels ``y``."""
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> ZebraSelector:
+        """Search a feature subset of ``X`` (``[n_samples, n_features]``) for class labels ``y``.
+
+        With ``groups`` (e.g. the speaker of each sample) the inner cross-validation keeps every group on one
+        side of each fold (:func:`grouped_folds`), as the outer split does when it holds speakers out.
+        """
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2)
         check_classification_targets(y)
@@ -342,7 +346,15 @@ class ZebraSelector(SelectorMixin, BaseEstimator):
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             fold_seed = int(seed)
             rng = np.random.default_rng(seed)
-        folds = stratified_folds(y, self.cv, fold_seed)
+        if groups is not None and np.unique(np.asarray(groups)).size >= 2:
+            groups = np.asarray(groups)
+            if groups.shape[0] != X.shape[0]:
+                raise ValueError(f"groups has {groups.shape[0]} entries for {X.shape[0]} samples")
+            folds = grouped_folds(y, groups, self.cv, fold_seed)
+            self.cv_groups_ = int(np.unique(groups).size)
+        else:
+            folds = stratified_folds(y, self.cv, fold_seed)
+            self.cv_groups_ = 0
         fitness = make_subset_fitness(X, y, folds, self.classifier, self.alpha, self.n_jobs)
         result = zebra_search(
             fitness,
