@@ -469,8 +469,14 @@ def _hparams(items: tuple[str, ...]) -> dict[str, Any]:
 
 def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``fuse`` and ``compare``."""
+    from emo.fusion.presets import PRESETS
+
     options = [
         click.option("--store", "store_path", required=True, help="Feature store (directory, .zip or URL)."),
+        click.option("--preset", type=click.Choice(list(PRESETS)),
+                     help="A paper's configuration (head, features, front-ends, selector, epochs, batch size, "
+                     "learning rate and schedule, classes, metrics); flags given explicitly override it. The README "
+                     "lists what each sets and every deviation from the paper."),
         click.option("--modalities", help="Comma-separated modalities to use (audio,video,text; default: all "
                      "with features)."),
         click.option("--features", help="Comma-separated store paths, e.g. audio/mfcc,audio/egemaps,video/summary."),
@@ -491,6 +497,15 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--weight-decay", type=float, default=1e-4, show_default=True),
         click.option("--patience", type=int, default=15, show_default=True, help="Early-stopping patience (epochs)."),
+        click.option("--lr-schedule", default="constant", show_default=True,
+                     metavar="constant|inverse-time:DECAY|cosine",
+                     help="Learning rate per optimiser step: constant; lr / (1 + DECAY * step) (Keras' decay, seed "
+                     "004); or a half cosine to 0 over the run."),
+        click.option("--val-fraction", type=float, default=None,
+                     help="Share of the clips carved out of the training part for early stopping (default 0.1; "
+                     "none with --split stratified, the papers' 80/20)."),
+        click.option("--metrics", "metric_average", type=click.Choice(["macro", "weighted"]), default="macro",
+                     show_default=True, help="The average the tables lead with (seed 001 and 004 report weighted)."),
         click.option("--class-weights", is_flag=True, help="Class-weighted cross-entropy (inverse frequency)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
@@ -501,6 +516,9 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--map-labels", metavar="OLD=NEW,...", help="Rename classes (several may map to one)."),
         click.option("--classes", help="Keep only these classes (after --map-labels), in this order; clips of "
                      "other classes are left out."),
+        click.option("--mfcc-cnn", "cnn_params", multiple=True, metavar="KEY=VALUE",
+                     help="With --features audio/mfcc-cnn (seed 002's MFCC CNN, trained inside every training split): "
+                     "dim, epochs, batch_size, lr, max_frames (repeatable)."),
         click.option("--autoencoder", "ae_params", multiple=True, metavar="KEY=VALUE",
                      help="With --features audio/ae (seed 001's autoencoder, fitted inside every training split): "
                      "bottleneck, hidden, epochs, batch_size, lr, max_frames (repeatable)."),
@@ -511,11 +529,43 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _train_config(method: str, kw: dict[str, Any]) -> Any:
+#: TrainConfig field of each training option (for --preset: a flag given explicitly overrides the preset)
+_CONFIG_FIELDS = {
+    "method": "method", "modalities": "modalities", "features": "features", "selector": "selector",
+    "split": "split", "folds": "folds", "seeds": "seeds", "seed": "seed", "epochs": "epochs",
+    "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
+    "class_weights": "class_weights", "device": "device", "hparam": "hparams", "ae_params": "autoencoder",
+    "cnn_params": "mfcc_cnn",
+    "label_from": "label_from", "map_labels": "map_labels", "classes": "classes", "lr_schedule": "lr_schedule",
+    "val_fraction": "val_fraction", "metric_average": "metrics",
+}
+
+
+def _given(ctx: click.Context) -> list[str]:
+    """TrainConfig fields the user set explicitly (command line or environment), not by default."""
+    explicit = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return [f for p, f in _CONFIG_FIELDS.items() if ctx.get_parameter_source(p) in explicit]
+
+
+def _train_config(method: str | None, kw: dict[str, Any]) -> Any:
+    """The TrainConfig of the options: the preset's values (if any) under the flags given explicitly."""
     from emo.fusion.labels import parse_mapping
+    from emo.fusion.presets import preset_config
     from emo.fusion.train import TrainConfig, parse_selector
 
-    return TrainConfig(
+    if not method and not kw.get("preset"):
+        raise click.UsageError("give --method (or --preset, which names one)")
+    config = _plain_config(method or "early", kw, parse_mapping, parse_selector, TrainConfig)
+    if not kw.get("preset"):
+        return config
+    given = _given(click.get_current_context())
+    if not method:
+        given = [g for g in given if g != "method"]
+    return preset_config(kw["preset"], config, given)
+
+
+def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_selector: Any, cls: Any) -> Any:
+    return cls(
         method=method,
         modalities=_comma_list(kw["modalities"]),
         features=_comma_list(kw["features"]),
@@ -534,23 +584,27 @@ def _train_config(method: str, kw: dict[str, Any]) -> Any:
         hparams=_hparams(kw["hparam"]),
         permutation_test=kw.get("permutation_test", 0),
         autoencoder=_hparams(kw["ae_params"]),
+        mfcc_cnn=_hparams(kw["cnn_params"]),
         label_from=kw["label_from"],
         map_labels=parse_mapping(kw["map_labels"]),
         classes=_comma_list(kw["classes"]),
+        lr_schedule=kw["lr_schedule"],
+        val_fraction=kw["val_fraction"],
+        metrics=kw["metric_average"],
     )
 
 
 @cli.command()
 @training_options
-@click.option("--method", required=True, help="Fusion head: early, late, attention, bilstm-sa, bilstm, cnn, "
-              "label-fusion, cross-tucker, hierarchical, speech-cnn.")
+@click.option("--method", help="Fusion head: early, late, attention, bilstm-sa, bilstm, cnn, "
+              "label-fusion, cross-tucker, hierarchical, speech-cnn (or the one --preset names).")
 @click.option("-o", "--output", "out_dir", required=True, help="Run directory to write.")
 @click.option("--permutation-test", type=int, default=0, show_default=True, metavar="N",
               help="Leakage check: train N more times on the reference split with shuffled training labels; "
               "reports their test UA (it must sit at chance) and the p-value of the real result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics summary as JSON.")
 @common
-def fuse(store_path: str, method: str, out_dir: str, as_json: bool, quiet: bool, **kw: Any) -> None:
+def fuse(store_path: str, method: str | None, out_dir: str, as_json: bool, quiet: bool, **kw: Any) -> None:
     """Train a fusion head on a store's cached features and write metrics, figures and a checkpoint."""
     from emo.features_store.location import parse_storage_options
     from emo.fusion.summary import print_metrics
@@ -566,24 +620,37 @@ def fuse(store_path: str, method: str, out_dir: str, as_json: bool, quiet: bool,
 
 @cli.command()
 @training_options
-@click.option("--methods", required=True, help="Comma-separated methods, e.g. early,late,attention.")
+@click.option("--methods", help="Comma-separated methods, e.g. early,late,attention (default with --preset: the "
+              "paper's comparison, e.g. seed 000's early,late,hierarchical).")
 @click.option("--unimodal", help="Also train --unimodal-method on each of these modalities alone (e.g. "
-              "audio,video,text: seed 000 Table 2).")
+              "audio,video,text: seed 000 Table 2; with --preset seed000 its own encoders).")
 @click.option("--unimodal-method", default="early", show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, help="Directory for compare.md/.csv/.png and runs/.")
 @common
-def compare(store_path: str, methods: str, unimodal: str | None, unimodal_method: str, out_dir: str, quiet: bool,
-            **kw: Any) -> None:
+def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal_method: str, out_dir: str,
+            quiet: bool, **kw: Any) -> None:
     """Train several methods on identical splits and seeds and tabulate their test metrics."""
     from emo.features_store.location import parse_storage_options
     from emo.fusion.compare import compare as run_compare
+    from emo.fusion.presets import get_preset
 
-    names = _comma_list(methods) or ()
-    base = _train_config(names[0], kw)
+    preset = get_preset(kw["preset"]) if kw.get("preset") else None
+    names = tuple(_comma_list(methods) or (preset.compare_methods if preset else ()))
+    if not names:
+        raise click.UsageError("give --methods (or a --preset that has a comparison)")
+    ctx = click.get_current_context()
+    if preset is not None and ctx.get_parameter_source("unimodal_method") != click.core.ParameterSource.COMMANDLINE:
+        unimodal_method = preset.unimodal_method
+    if unimodal is None and preset is not None:
+        unimodal = ",".join(preset.compare_unimodal) or None
+    base = _train_config(names[0] if preset is None else None, kw)
+    # the preset's head hyper-parameters belong to its own head; other heads get the ones given with --hparam
+    own = {base.method: base.hparams}
+    hparams = {name: own.get(name, _hparams(kw["hparam"])) for name in (*names, unimodal_method)}
     for name in names:
         _train_config(name, kw)  # validates every method name before any training
     run_compare(store_path, names, base, out_dir, _comma_list(unimodal) or (), unimodal_method,
-                parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
+                parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams)
     click.echo((Path(out_dir) / "compare.md").read_text())
 
 

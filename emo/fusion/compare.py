@@ -7,7 +7,7 @@ import csv
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from emo.fusion.heads import build_head
 from emo.fusion.reports import plot_comparison
 from emo.fusion.run_dir import prepare_run_dir, write_run
 from emo.fusion.significance import compare_methods
-from emo.fusion.train import TrainConfig, input_kinds, prepare_data, train_on_data
+from emo.fusion.train import TrainConfig, apply_preset, input_kinds, prepare_data, train_on_data
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,15 @@ TABLE_METRICS = (
     ("f1_macro", "F1"),
     ("ua", "UA"),
     ("f1_weighted", "WF1"),
+)
+#: The table when the run reports weighted averages (``--metrics weighted``: seed 001, seed 004)
+WEIGHTED_TABLE_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("precision_weighted", "Precision (weighted)"),
+    ("recall_weighted", "Recall (weighted)"),
+    ("f1_weighted", "WF1"),
+    ("ua", "UA"),
+    ("f1_macro", "F1 macro"),
 )
 #: The CSV has macro and weighted averages both (papers report one or the other).
 CSV_METRICS = (*TABLE_METRICS, ("precision_weighted", "Precision (weighted)"), ("recall_weighted", "Recall (weighted)"))
@@ -49,15 +58,31 @@ def compare(
     unimodal_method: str = "early",
     storage_options: dict[str, Any] | None = None,
     command: Sequence[str] | None = None,
+    method_hparams: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every entry on the same splits and seeds; write compare.md, compare.csv, compare.png and runs/."""
+    """Train every entry on the same splits and seeds; write compare.md, compare.csv, compare.png and runs/.
+
+    ``method_hparams`` gives each method its own head hyper-parameters (default: ``base.hparams`` for all).
+    The table leads with the averages ``base.metrics`` names (macro, or weighted as seeds 001 and 004 report).
+    """
     out = prepare_run_dir(out_dir)
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
+    fs, base = apply_preset(fs, base)
+
+    def hp(method: str) -> dict[str, Any]:
+        return dict((method_hparams or {}).get(method, base.hparams))
+
     entries = [
-        (f"{unimodal_method} ({u} only)", dataclasses.replace(base, method=unimodal_method, modalities=(u,)))
+        (
+            f"{unimodal_method} ({u} only)",
+            dataclasses.replace(
+                base, method=unimodal_method, modalities=(u,), hparams=hp(unimodal_method),
+                features=tuple(f for f in base.features or () if f.startswith(f"{u}/")) or None,
+            ),
+        )
         for u in unimodal
     ]
-    entries += [(m, dataclasses.replace(base, method=m)) for m in methods]
+    entries += [(m, dataclasses.replace(base, method=m, hparams=hp(m))) for m in methods]
     cache: dict[str, Any] = {}
     datasets = []
     for _name, config in entries:  # read and validate everything before the first epoch
@@ -65,7 +90,7 @@ def compare(
         if key not in cache:
             cache[key] = prepare_data(fs, config)
         data = cache[key]
-        steps = next((i.x.shape[1] for i in data.inputs.values() if i.x.ndim == 3), None)
+        steps = next((i.x.shape[1] for i in data.inputs.values() if i.kind == "sequence"), None)
         build_head(
             config.method,
             {m: i.dim for m, i in data.inputs.items()},
@@ -123,18 +148,17 @@ def compare(
                     *[v for k, _ in CSV_METRICS for v in (r[k]["mean"], *r[k]["ci"])],
                 ]
             )
+    table = WEIGHTED_TABLE_METRICS if base.metrics == "weighted" else TABLE_METRICS
     lines = [
         f"# emo compare on {fs.location.display}",
         "",
         f"Test scores on {rows[0]['protocol']} splits, {base.seeds} seed(s) x {base.folds} fold(s) per method "
         "(mean, 95% interval over runs). Every method saw the same splits and seeds.",
         "",
-        "| method | modalities | " + " | ".join(label for _, label in TABLE_METRICS) + " |",
-        "| --- | --- | " + " | ".join("---:" for _ in TABLE_METRICS) + " |",
+        "| method | modalities | " + " | ".join(label for _, label in table) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in table) + " |",
     ]
-    lines += [
-        f"| {r['name']} | {r['modalities']} | " + " | ".join(_fmt(r[k]) for k, _ in TABLE_METRICS) + " |" for r in rows
-    ]
+    lines += [f"| {r['name']} | {r['modalities']} | " + " | ".join(_fmt(r[k]) for k, _ in table) + " |" for r in rows]
     pairs = compare_methods(paired, [k for k, _ in TESTED]) if len(paired) > 1 else []
     (out / "significance.json").write_text(json.dumps(pairs, indent=2))
     lines += _significance_lines(pairs, rows[0]["runs"])

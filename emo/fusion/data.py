@@ -24,7 +24,7 @@ from emo.fusion.labels import LabelChoice, clip_labels
 
 #: Features fitted inside every training split from other arrays of the store (never read as stored, so that
 #: no statistic of a test clip reaches training): path -> the ragged frames it is computed from.
-FITTED_FEATURES = {"audio/ae": "audio/mel"}
+FITTED_FEATURES = {"audio/ae": "audio/mel", "audio/mfcc-cnn": "audio/mfcc"}
 #: Width of a fitted feature when the caller does not say (the autoencoder's default bottleneck).
 FITTED_DIM = 64
 

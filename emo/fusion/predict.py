@@ -19,6 +19,7 @@ from emo.features_store.schema import CLIP_COLUMNS, SequenceSpec
 from emo.features_store.writer import config_differences
 from emo.fusion.checkpoint import Checkpoint, load_checkpoint
 from emo.fusion.data import FITTED_FEATURES, load_fusion_data
+from emo.fusion.fitted import FITTED
 from emo.fusion.labels import LabelChoice
 from emo.fusion.train import Prepared, predict_proba
 
@@ -92,17 +93,17 @@ def _check_dims(ckpt: Checkpoint, data: Any) -> None:
 
 
 def _fitted(ckpt: Checkpoint, data: Any, modality: str) -> Any:
-    """The modality's input with its fitted features (``audio/ae``) computed by the models in the checkpoint."""
-    from emo.fusion.autoencoder import encode_clips, model_from_arrays
-
+    """The modality's input with its fitted features (``audio/ae``, ``audio/mfcc-cnn``) computed by the models in
+    the checkpoint."""
     inp = data.inputs[modality]
     for feature in inp.fitted:
         description = ckpt.config.get("fitted", {}).get(feature)
         if description is None:
             raise UsageError(f"the model uses {feature} but its checkpoint has no fitted model for it")
-        arrays = {k[3:]: v for k, v in ckpt.extra.items() if k.startswith("ae.")}
-        model, mean, std = model_from_arrays(arrays, description)
-        inp = inp.with_values(feature, encode_clips(model, mean, std, data.frames[FITTED_FEATURES[feature]]))
+        prefix = FITTED[feature].prefix + "."
+        arrays = {k[len(prefix) :]: v for k, v in ckpt.extra.items() if k.startswith(prefix)}
+        model = FITTED[feature].restore(arrays, description)
+        inp = inp.with_values(feature, model.encode(data.frames[FITTED_FEATURES[feature]]))
     return inp
 
 
@@ -143,7 +144,7 @@ def _features(ckpt: Checkpoint) -> dict[str, list[str]]:
 
 
 def _fitted_dims(ckpt: Checkpoint) -> dict[str, int]:
-    return {f: int(d["params"]["bottleneck"]) for f, d in ckpt.config.get("fitted", {}).items()}
+    return {f: FITTED[f].width(d["params"]) for f, d in ckpt.config.get("fitted", {}).items()}
 
 
 def _kinds(ckpt: Checkpoint) -> dict[str, str]:

@@ -63,6 +63,8 @@ def resolve_protocol(data: FusionData, protocol: str) -> str:
 
 def _stratified(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into (rest, held out) with ``fraction`` held out, stratified when every class allows it."""
+    if fraction <= 0:
+        return np.sort(rows), rows[:0]
     counts = np.bincount(y[rows])
     stratify = y[rows] if counts[counts > 0].min() >= 2 else None
     n_out = max(1, int(round(fraction * rows.size)))
@@ -80,6 +82,8 @@ def _speaker_partition(
     speakers: np.ndarray, rows: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held out): whole speakers, shuffled with ``seed``, until ``fraction`` of the clips is held out."""
+    if fraction <= 0:
+        return rows, rows[:0]
     groups = np.unique(speakers[rows])
     rng = np.random.default_rng(seed)
     order = rng.permutation(groups)
@@ -95,9 +99,18 @@ def _speaker_partition(
     return rows[~out], rows[out]
 
 
-def make_splits(data: FusionData, protocol: str, folds: int = 1, seed: int = 0) -> Iterator[Split]:
-    """The partitions of one seed: one split, or ``folds`` speaker-grouped (or stratified) folds."""
+def make_splits(
+    data: FusionData, protocol: str, folds: int = 1, seed: int = 0, val_fraction: float | None = None
+) -> Iterator[Split]:
+    """The partitions of one seed: one split, or ``folds`` speaker-grouped (or stratified) folds.
+
+    ``val_fraction`` of the clips is carved out of the training part for early stopping; by default
+    ``VAL_FRACTION`` for ``speaker`` (and ``predefined`` without a dev split), and none for ``stratified``: the
+    papers' random 80/20 trains on 80% of the clips for the fixed number of epochs.
+    """
     protocol = resolve_protocol(data, protocol)
+    if val_fraction is None:
+        val_fraction = 0.0 if protocol == "stratified" else VAL_FRACTION
     rows = data.labelled
     if rows.size < 4:
         raise UsageError(f"only {rows.size} labelled clips: too few to train and evaluate")
@@ -114,8 +127,8 @@ def make_splits(data: FusionData, protocol: str, folds: int = 1, seed: int = 0) 
             )
         if folds > 1:
             raise UsageError("--folds does not apply to --split predefined")
-        if not val.size:
-            train, val = _stratified(y, train, VAL_FRACTION, seed)
+        if not val.size and val_fraction > 0:
+            train, val = _stratified(y, train, val_fraction, seed)
         yield Split("predefined", train, val, test)
         return
     if protocol == "speaker":
@@ -134,11 +147,11 @@ def make_splits(data: FusionData, protocol: str, folds: int = 1, seed: int = 0) 
             shuffled = {s: i for i, s in enumerate(order)}
             groups = np.array([shuffled[s] for s in speakers[known]])
             for k, (train_i, test_i) in enumerate(GroupKFold(n_splits=folds).split(known, groups=groups)):
-                train, val = _speaker_partition(speakers, known[train_i], VAL_FRACTION / 0.8, seed + k)
+                train, val = _speaker_partition(speakers, known[train_i], val_fraction / (1 - 1 / folds), seed + k)
                 yield Split(f"fold{k}", np.sort(train), np.sort(val), np.sort(known[test_i]), "speaker")
             return
         rest, test = _speaker_partition(speakers, known, TEST_FRACTION, seed)
-        train, val = _speaker_partition(speakers, rest, VAL_FRACTION / (1 - TEST_FRACTION), seed + 1)
+        train, val = _speaker_partition(speakers, rest, val_fraction / (1 - TEST_FRACTION), seed + 1)
         yield Split("speaker", np.sort(train), np.sort(val), np.sort(test), "speaker")
         return
     if folds > 1:
@@ -149,9 +162,9 @@ def make_splits(data: FusionData, protocol: str, folds: int = 1, seed: int = 0) 
             else KFold(folds, shuffle=True, random_state=seed)
         )
         for k, (rest_i, test_i) in enumerate(splitter.split(rows, y[rows])):
-            train, val = _stratified(y, rows[rest_i], VAL_FRACTION / (1 - 1 / folds), seed + k)
+            train, val = _stratified(y, rows[rest_i], val_fraction / (1 - 1 / folds), seed + k)
             yield Split(f"fold{k}", train, val, np.sort(rows[test_i]))
         return
     rest, test = _stratified(y, rows, TEST_FRACTION, seed)
-    train, val = _stratified(y, rest, VAL_FRACTION / (1 - TEST_FRACTION), seed + 1)
+    train, val = _stratified(y, rest, val_fraction / (1 - TEST_FRACTION), seed + 1)
     yield Split("stratified", train, val, test)

@@ -17,6 +17,15 @@ METRICS = (
     ("precision_macro", "precision macro"),
     ("recall_macro", "recall macro"),
 )
+#: with ``--metrics weighted`` (seeds 001 and 004 report support-weighted averages)
+WEIGHTED_METRICS = (
+    ("accuracy", "accuracy (WA)"),
+    ("f1_weighted", "F1 weighted (WF1)"),
+    ("precision_weighted", "precision weighted"),
+    ("recall_weighted", "recall weighted"),
+    ("ua", "UA (mean recall)"),
+    ("f1_macro", "F1 macro"),
+)
 
 
 def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
@@ -33,12 +42,19 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("95% interval", justify="right")
-    for key, label in METRICS:
+    for key, label in WEIGHTED_METRICS if result.config.metrics == "weighted" else METRICS:
         s = result.summary[key]
         table.add_row(
             label, f"{s['mean']:.3f}", "single run" if s["single_run"] else f"{s['ci'][0]:.3f} - {s['ci'][1]:.3f}"
         )
     console.print(table)
+    if result.config.preset:
+        lacks = "; ".join(result.config.preset_notes)
+        console.print(
+            f"--preset {result.config.preset}: the paper's configuration (its deviations are listed in the README "
+            f"and metrics.json){'; this store ' + lacks if lacks else ''}",
+            highlight=False,
+        )
     for line in leakage_lines(result.leakage):
         console.print(line, highlight=False)
     if out_dir:

@@ -23,6 +23,7 @@ from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES
 from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
+from emo.fusion.fitted import FITTED
 from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams
 from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
@@ -59,9 +60,22 @@ class TrainConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     permutation_test: int = 0  # label permutations of the reference split (leakage check); 0 = none
     autoencoder: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig overrides for audio/ae
+    mfcc_cnn: dict[str, Any] = field(default_factory=dict)  # MfccCnnConfig overrides for audio/mfcc-cnn
     label_from: str = "label"  # or "metadata:KEY" (e.g. MELD's metadata:Sentiment)
     map_labels: dict[str, str] = field(default_factory=dict)
     classes: tuple[str, ...] | None = None  # keep only these classes, in this order
+    lr_schedule: str = "constant"  # or "inverse-time:DECAY" (lr / (1 + DECAY * step), Keras' decay) or "cosine"
+    #: validation share of the clips carved from the training part; None = the protocol's default (0.1, and
+    #: none for ``stratified``: the papers' 80/20 trains on 80% for the fixed epochs, without early stopping)
+    val_fraction: float | None = None
+    metrics: str = "macro"  # the average the tables lead with: "macro" or "weighted" (as the paper reports)
+    preset: str = ""  # the --preset these values came from (emo.fusion.presets)
+    #: what this run's store lacks of the preset's extraction (named deviations, filled by apply_preset)
+    preset_notes: tuple[str, ...] = ()
+
+    def fitted_params(self, feature: str) -> dict[str, Any]:
+        """The parameters of a fitted feature (``--autoencoder``, ``--mfcc-cnn``)."""
+        return dict({"audio/ae": self.autoencoder, "audio/mfcc-cnn": self.mfcc_cnn}.get(feature, {}))
 
     @property
     def labels(self) -> LabelChoice:
@@ -75,6 +89,11 @@ class TrainConfig:
                 raise UsageError(f"selector for unknown modality {modality!r}")
             if name not in SELECTORS:
                 raise UsageError(f"unknown selector {name!r} for {modality}; choose one of {', '.join(SELECTORS)}")
+        lr_schedule(self.lr_schedule)  # validates
+        if self.metrics not in ("macro", "weighted"):
+            raise UsageError(f"--metrics must be macro or weighted, got {self.metrics!r}")
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 0.5:
+            raise UsageError(f"--val-fraction must be in [0, 0.5), got {self.val_fraction}")
         for name, value, low in (
             ("--folds", self.folds, 1),
             ("--seeds", self.seeds, 1),
@@ -84,6 +103,29 @@ class TrainConfig:
         ):
             if value < low:
                 raise UsageError(f"{name} must be at least {low}")
+
+
+def lr_schedule(spec: str) -> Callable[[int, int], float]:
+    """``factor(step, total_steps)`` multiplying the initial learning rate after ``step`` optimiser steps.
+
+    ``constant``; ``inverse-time:D``: 1 / (1 + D * step), the time-based decay of Keras' ``decay=D`` that seed
+    004 means by "an initial learning rate of 0.0005, which decayed at a rate of 0.0001"; ``cosine``: half a
+    cosine from 1 to 0 over the run's steps.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "constant" and not arg:
+        return lambda step, total: 1.0
+    if kind == "inverse-time":
+        try:
+            decay = float(arg)
+        except ValueError:
+            decay = -1.0
+        if decay < 0:
+            raise UsageError(f"--lr-schedule inverse-time:DECAY needs a non-negative number, got {spec!r}")
+        return lambda step, total: 1.0 / (1.0 + decay * step)
+    if kind == "cosine" and not arg:
+        return lambda step, total: 0.5 * (1.0 + float(np.cos(np.pi * min(step, total) / max(total, 1))))
+    raise UsageError(f"unknown --lr-schedule {spec!r}; choose constant, inverse-time:DECAY or cosine")
 
 
 def parse_selector(spec: str | None) -> dict[str, str]:
@@ -122,14 +164,34 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def apply_preset(fs: FeatureStore, config: TrainConfig) -> tuple[FeatureStore, TrainConfig]:
+    """Check the store against ``config.preset``'s extraction needs (refused with what to re-extract) and
+    resolve what depends on the dataset (the paper's class set, unless ``--classes`` was given)."""
+    import dataclasses
+
+    from emo.fusion.presets import check_extraction, get_preset, preset_classes
+
+    if not config.preset:
+        return fs, config
+    preset = get_preset(config.preset)
+    notes = check_extraction(preset, fs.config, fs.location.display)
+    for note in notes:
+        log.warning("--preset %s: %s (a deviation from the paper)", preset.name, note)
+    changes: dict[str, Any] = {"preset_notes": tuple(notes)}
+    adapter = str(dict(getattr(fs, "attrs", {}).get("dataset", {}) or {}).get("adapter", ""))
+    classes = preset_classes(preset, adapter)
+    if config.classes is None and classes and not config.map_labels and config.label_from == "label":
+        changes["classes"] = classes
+        log.info("--preset %s: the paper's classes on %s: %s", preset.name, adapter, ", ".join(classes))
+    return fs, dataclasses.replace(config, **changes)
+
+
 def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     """The store's features for this method, labelled clips only."""
-    from emo.fusion.autoencoder import AutoencoderConfig
-
     kinds = input_kinds(config.method, config.hparams)
     features = resolve_features(fs, config.modalities, config.features, kinds)
-    ae = AutoencoderConfig.from_params(config.autoencoder)
-    data = load_fusion_data(fs, features, kinds, fitted_dims={"audio/ae": ae.bottleneck}, labels=config.labels)
+    widths = {f: FITTED[f].width(config.fitted_params(f)) for f in FITTED}
+    data = load_fusion_data(fs, features, kinds, fitted_dims=widths, labels=config.labels)
     labelled = data.subset(data.labelled)
     if len(labelled.class_names) < 2:
         raise UsageError(f"the store has {len(labelled.class_names)} labelled class(es); fusion needs at least 2")
@@ -207,12 +269,13 @@ def preprocess(
     selector: Mapping[str, str],
     seed: int,
     device: torch.device,
-    autoencoder: Mapping[str, Any] | None = None,
+    fitted_params: Mapping[str, Mapping[str, Any]] | None = None,
     groups: np.ndarray | None = None,
 ) -> Prepared:
-    """Fit fitted features (the audio autoencoder), standardisation and selection on ``train_rows`` only;
-    transform every clip. ``groups`` [N] (speakers, when the outer split holds them out) groups the inner
-    cross-validation of a zebra selector."""
+    """Fit fitted features (:data:`emo.fusion.fitted.FITTED`: the audio autoencoder, the MFCC CNN; parameters
+    per feature in ``fitted_params``), standardisation and selection on ``train_rows`` only; transform every
+    clip. ``groups`` [N] (speakers, when the outer split holds them out) groups the inner cross-validation of a
+    zebra selector."""
     standardizers, selections, scores, xs, masks = {}, {}, {}, {}, {}
     extra: dict[str, np.ndarray] = {}
     fitted_info: dict[str, dict[str, Any]] = {}
@@ -220,7 +283,8 @@ def preprocess(
     zs: dict[str, np.ndarray] = {}
     for name, modality in data.inputs.items():
         for feature in modality.fitted:
-            modality, arrays, info = fit_feature(data, modality, feature, train_rows, seed, autoencoder or {})
+            params = (fitted_params or {}).get(feature, {})
+            modality, arrays, info = fit_feature(data, modality, feature, train_rows, seed, params)
             extra |= arrays
             fitted_info[feature] = info
         std = Standardizer.fit(modality, train_rows)
@@ -274,19 +338,19 @@ def fit_feature(
     seed: int,
     params: Mapping[str, Any],
 ) -> tuple[ModalityInput, dict[str, np.ndarray], dict[str, Any]]:
-    """Fit ``feature`` (``audio/ae``: seed 001's autoencoder) on the training clips' frames and compute it for
-    every clip; returns the filled input, the model's arrays (``ae.*``) and its description."""
-    from emo.fusion.autoencoder import AutoencoderConfig, fit_autoencoder
-
+    """Fit ``feature`` (``audio/ae``: seed 001's autoencoder; ``audio/mfcc-cnn``: seed 002's MFCC CNN) on the
+    training clips' frames and compute it for every clip; returns the filled input, the model's arrays (prefixed
+    ``ae.``, ``mfcc-cnn.``) and its description."""
     started = time.monotonic()
+    spec = FITTED[feature]
     frames = data.frames[FITTED_FEATURES[feature]]
-    ae = fit_autoencoder(frames, train_rows, AutoencoderConfig.from_params(dict(params), seed=seed))
-    filled = modality.with_values(feature, ae.encode(frames))
+    model = spec.fit(frames, train_rows, data.y, len(data.class_names), params, seed)
+    filled = modality.with_values(feature, model.encode(frames))
     log.info(
         "%s fitted on %d training clips (%d frames) in %.1f s",
-        feature, ae.n_clips, ae.n_frames, time.monotonic() - started,
+        feature, model.n_clips, model.n_frames, time.monotonic() - started,
     )
-    return filled, {f"ae.{k}": v for k, v in ae.arrays().items()}, ae.describe()
+    return filled, {f"{spec.prefix}.{k}": v for k, v in model.arrays().items()}, model.describe()
 
 
 # -------------------------------------------------------------------------------------------- batches
@@ -366,7 +430,8 @@ def run_once(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     groups = data.speakers if split.grouped_by == "speaker" else None
-    prep = preprocess(data, split.train, config.selector, seed, device, config.autoencoder, groups)
+    params = {f: config.fitted_params(f) for f in FITTED}
+    prep = preprocess(data, split.train, config.selector, seed, device, params, groups)
     steps = next((int(x.shape[1]) for m, x in prep.xs.items() if data.inputs[m].kind == "sequence"), None)
     head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
     y = torch.from_numpy(data.y).to(device)
@@ -382,6 +447,11 @@ def run_once(
     # the fused kernel (CPU and CUDA): one pass over each parameter instead of a dozen tensor ops per step
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+    factor = lr_schedule(config.lr_schedule)
+    steps_per_epoch = len(_batches(split.train, config.batch_size, None, None, data.utterance_idx))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: factor(step, config.epochs * steps_per_epoch)
+    )
     dialogues = data.dialogue_codes() if head.accepts_dialogue else None
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
     best = (np.inf, 0, copy.deepcopy(head.state_dict()))
@@ -395,6 +465,7 @@ def run_once(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total += loss.item() * idx.size
             seen += idx.size
         history["train_loss"].append(total / seen)
@@ -509,8 +580,18 @@ class TrainResult:
             ],
             "summary": self.summary,
             "leakage": self.leakage,
+            "preset": _preset_record(self.config),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _preset_record(config: TrainConfig) -> dict[str, Any] | None:
+    """The preset a run used: what the paper sets, leaves open and where emo deviates, and what its store lacks."""
+    if not config.preset:
+        return None
+    from emo.fusion.presets import get_preset
+
+    return get_preset(config.preset).describe() | {"store_lacks": list(config.preset_notes)}
 
 
 def train_on_data(
@@ -524,7 +605,7 @@ def train_on_data(
     runs = []
     for s in range(config.seeds):
         seed = config.seed + s
-        for split in make_splits(data, protocol, config.folds, seed):
+        for split in make_splits(data, protocol, config.folds, seed, config.val_fraction):
             if not split.train.size or not split.test.size:
                 raise UsageError(f"split {split.name} leaves an empty partition: {split.sizes()}")
             outcome = run_once(data, split, config, seed, device)
@@ -569,6 +650,7 @@ def train(
     if out_dir is not None:
         prepare_run_dir(out_dir)  # fail before training, not after
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
+    fs, config = apply_preset(fs, config)
     data = prepare_data(fs, config)
     result = train_on_data(data, config)
     if out_dir is not None:
