@@ -6,7 +6,9 @@ The store is synthetic with the dimensions of a real extraction (``benchmarks/st
 validation pass and best-model bookkeeping every epoch) on every clip: train = all 10,000 clips, validation =
 every 10th clip (1,000). Vector heads get the pooled features (audio/mfcc + audio/egemaps, video/face +
 video/summary, text/mean), sequence heads the 32-step aligned sequences with masks (audio/mfcc, video/face,
-text/tokens); speech-cnn is audio-only on the log-mel frames. An epoch is the time between two of the
+text/tokens); the heads that convolve the clip's own frames (speech-cnn, audio-only, on its first 400 log-mel
+frames; cross-tucker's 2-D mel CNN on the frames resampled to 256) read a store with 300 mel frames per clip
+(3 s, ``benchmarks/stores.frames_store``). An epoch is the time between two of the
 trainer's epoch callbacks; the first epoch (which also pays standardisation and head construction) is left
 out and the median of the others reported. torch uses its default threads (every core).
 
@@ -27,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 
 from benchmarks.common import log, measure, spread  # noqa: E402
-from benchmarks.stores import fusion_store  # noqa: E402
+from benchmarks.stores import frames_store, fusion_store  # noqa: E402
 
 NAME = "fusion_epoch"
 #: clips, epochs per head (the first one is not counted)
@@ -75,15 +77,19 @@ def time_head(fs, method: str, epochs: int) -> dict:
     }
 
 
-def run(quick: bool, methods: list[str] | None = None) -> list[dict]:
+def run(quick: bool, methods: list[str] | None = None, clips: int | None = None) -> list[dict]:
     from emo.features_store import FeatureStore
     from emo.fusion.heads import HEADS
+    from emo.fusion.train import input_kinds
 
     n_clips, epochs = SETTINGS["quick" if quick else "full"]
+    n_clips = clips or n_clips
     fs = FeatureStore.open(str(fusion_store(n_clips)))
     rows = []
     for method in methods or list(HEADS):
-        row = time_head(fs, method, epochs)
+        reads_frames = any(k.startswith("frames") for k in input_kinds(method, {}).values())
+        store = FeatureStore.open(str(frames_store(n_clips))) if reads_frames else fs
+        row = time_head(store, method, epochs)
         log(f"fusion_epoch: {method}: {row['epoch_s']['median']:.2f} s/epoch")
         rows.append(row)
     return rows
@@ -114,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--methods", help="comma-separated heads (default: all)")
+    parser.add_argument("--clips", type=int, help="clips in the store (default 10,000)")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.methods.split(",") if args.methods else None)
+    rows = run(args.quick, args.methods.split(",") if args.methods else None, args.clips)
     print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
 
 

@@ -46,7 +46,7 @@ def _specs(steps: int) -> list:
     return specs
 
 
-def _results(n_clips: int, steps: int, frames: int, seed: int) -> Iterator:
+def _results(n_clips: int, steps: int, frames: int, seed: int, frames_of: dict[str, int] | None = None) -> Iterator:
     from emo.features_store.writer import ClipResult
 
     rng = np.random.default_rng(seed)
@@ -65,7 +65,7 @@ def _results(n_clips: int, steps: int, frames: int, seed: int) -> Iterator:
             mean = rng.standard_normal((n, d), dtype=np.float32) + centres[p][y]
             std = np.abs(rng.standard_normal((n, d), dtype=np.float32)) + 0.5
             arrays[f"{p}/pooled"] = np.concatenate([mean, std], axis=1)
-            arrays[f"{p}/values"] = rng.standard_normal((n, frames, d), dtype=np.float32)
+            arrays[f"{p}/values"] = rng.standard_normal((n, (frames_of or {}).get(p, frames), d), dtype=np.float32)
         for p, d in VECTORS.items():
             arrays[p] = rng.standard_normal((n, d), dtype=np.float32) + centres[p][y]
         for i in range(n):
@@ -84,7 +84,9 @@ def _results(n_clips: int, steps: int, frames: int, seed: int) -> Iterator:
             yield ClipResult(columns=columns, arrays={k: v[i] for k, v in arrays.items()})
 
 
-def build(name: str, n_clips: int, *, steps: int, frames: int, seed: int = 0) -> Path:
+def build(
+    name: str, n_clips: int, *, steps: int, frames: int, seed: int = 0, frames_of: dict[str, int] | None = None
+) -> Path:
     """The store ``name`` with ``n_clips`` clips (built once per writer layout)."""
     from emo.features_store.location import parse_location
     from emo.features_store.store import FeatureStore
@@ -111,7 +113,7 @@ def build(name: str, n_clips: int, *, steps: int, frames: int, seed: int = 0) ->
         flush_seconds=1e9,
     )
     with writer:
-        for result in _results(n_clips, steps, frames, seed):
+        for result in _results(n_clips, steps, frames, seed, frames_of):
             if not steps:  # a store of pooled vectors only: one-step aligned views keep the writer's schema
                 for p in SEQUENCES:
                     result.arrays[f"{p}/aligned"] = result.arrays[f"{p}/pooled"][None, : SEQUENCES[p]]
@@ -123,6 +125,12 @@ def build(name: str, n_clips: int, *, steps: int, frames: int, seed: int = 0) ->
 def fusion_store(n_clips: int) -> Path:
     """Pooled vectors and 32-step aligned sequences (what the fusion heads read); 2 ragged frames per clip."""
     return build("fusion", n_clips, steps=32, frames=2)
+
+
+def frames_store(n_clips: int, mel_frames: int = 300) -> Path:
+    """As :func:`fusion_store`, with ``mel_frames`` log-mel frames per clip (3 s at the 10 ms hop): what the heads
+    that convolve the clip's own frames read (speech-cnn, cross-tucker's 2-D mel CNN)."""
+    return build(f"frames{mel_frames}", n_clips, steps=32, frames=2, frames_of={"audio/mel": mel_frames})
 
 
 def pooled_store(n_clips: int) -> Path:

@@ -181,8 +181,15 @@ def apply_preset(fs: FeatureStore, config: TrainConfig) -> tuple[FeatureStore, T
     adapter = str(dict(getattr(fs, "attrs", {}).get("dataset", {}) or {}).get("adapter", ""))
     classes = preset_classes(preset, adapter)
     if config.classes is None and classes and not config.map_labels and config.label_from == "label":
-        changes["classes"] = classes
-        log.info("--preset %s: the paper's classes on %s: %s", preset.name, adapter, ", ".join(classes))
+        present = set(fs.clips()["label_name"].astype(str))
+        kept = tuple(c for c in classes if c in present)
+        if len(kept) < len(classes):
+            missing = ", ".join(c for c in classes if c not in present)
+            notes.append(f"no clip of the paper's class(es) {missing}")
+            log.warning("--preset %s: the store has no clip of the paper's class(es) %s", preset.name, missing)
+        changes["classes"] = kept
+        changes["preset_notes"] = tuple(notes)
+        log.info("--preset %s: the paper's classes on %s: %s", preset.name, adapter, ", ".join(kept))
     return fs, dataclasses.replace(config, **changes)
 
 
