@@ -67,7 +67,7 @@ def compare(
     """
     out = prepare_run_dir(out_dir)
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
-    fs, base = apply_preset(fs, base)
+    base = apply_preset(fs, base)
 
     def hp(method: str) -> dict[str, Any]:
         return dict((method_hparams or {}).get(method, base.hparams))
@@ -155,6 +155,11 @@ def compare(
         f"Test scores on {rows[0]['protocol']} splits, {base.seeds} seed(s) x {base.folds} fold(s) per method "
         "(mean, 95% interval over runs). Every method saw the same splits and seeds.",
         "",
+        *(
+            [f"Preset `{base.preset}`: the paper's configuration for its own head; deviations in metrics.json and "
+             "the README.", ""]
+            if base.preset else []
+        ),
         "| method | modalities | " + " | ".join(label for _, label in table) + " |",
         "| --- | --- | " + " | ".join("---:" for _ in table) + " |",
     ]

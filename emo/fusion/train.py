@@ -164,7 +164,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def apply_preset(fs: FeatureStore, config: TrainConfig) -> tuple[FeatureStore, TrainConfig]:
+def apply_preset(fs: FeatureStore, config: TrainConfig) -> TrainConfig:
     """Check the store against ``config.preset``'s extraction needs (refused with what to re-extract) and
     resolve what depends on the dataset (the paper's class set, unless ``--classes`` was given)."""
     import dataclasses
@@ -172,7 +172,7 @@ def apply_preset(fs: FeatureStore, config: TrainConfig) -> tuple[FeatureStore, T
     from emo.fusion.presets import check_extraction, get_preset, preset_classes
 
     if not config.preset:
-        return fs, config
+        return config
     preset = get_preset(config.preset)
     notes = check_extraction(preset, fs.config, fs.location.display)
     for note in notes:
@@ -190,7 +190,7 @@ def apply_preset(fs: FeatureStore, config: TrainConfig) -> tuple[FeatureStore, T
         changes["classes"] = kept
         changes["preset_notes"] = tuple(notes)
         log.info("--preset %s: the paper's classes on %s: %s", preset.name, adapter, ", ".join(kept))
-    return fs, dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, **changes)
 
 
 def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
@@ -657,7 +657,7 @@ def train(
     if out_dir is not None:
         prepare_run_dir(out_dir)  # fail before training, not after
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
-    fs, config = apply_preset(fs, config)
+    config = apply_preset(fs, config)
     data = prepare_data(fs, config)
     result = train_on_data(data, config)
     if out_dir is not None:
