@@ -6,6 +6,7 @@ import functools
 import gc
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,17 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    # Dask's own records (its logger has its own handler): warnings and errors, its progress notes with -vv
+    # Dask's own records (its logger has its own handler): warnings and errors, its progress notes with -vv.
+    # Importing distributed sets its logger to the level of Dask's config (INFO by default), so the level goes
+    # into that config too: else a run against --scheduler (no LocalCluster to silence it) prints INFO records
+    # such as "Batched Comm Closed" with a traceback when the scheduler goes away.
+    dask_level = "info" if verbose > 1 else "warning"
+    if "dask" in sys.modules:
+        import dask
+
+        dask.config.set({"logging.distributed": dask_level})
+    else:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = dask_level
     logging.getLogger("distributed").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
 
 

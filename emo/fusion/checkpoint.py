@@ -78,6 +78,8 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
     if int(config.get("format_version", 0)) > FORMAT_VERSION:
         raise UsageError(f"{run_dir} was written by a newer emo (checkpoint format {config['format_version']})")
     tensors = load_file(str(model_path))
+    if config["method"] == "cross-tucker" and "audio_frontend" not in config["hparams"]:
+        config["hparams"]["audio_frontend"] = "none"  # written before seed 003's mel CNN: aligned audio steps
     head = build_head(
         config["method"], config["dims"], len(config["class_names"]), steps=config["steps"], **config["hparams"]
     )

@@ -53,6 +53,9 @@ class MfccCNN(nn.Module):
         self.out = nn.Linear(dim, n_classes)
 
     def embed(self, x: Tensor, mask: Tensor) -> Tensor:
+        if mask.any():  # frames after the batch's last valid one are padding for every clip: not convolved
+            last = int(mask.any(0).nonzero().max().item()) + 1
+            x, mask = x[:, :last], mask[:, :last]
         h = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype)).transpose(1, 2)  # [N, D, T]
         m = mask[:, None].to(x.dtype)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):

@@ -148,9 +148,15 @@ def _fitted_dims(ckpt: Checkpoint) -> dict[str, int]:
 
 
 def _kinds(ckpt: Checkpoint) -> dict[str, str]:
+    """Input kinds as the model was trained: a model written before the frame inputs (its modality recorded as
+    "sequence") keeps reading the aligned steps it was trained on."""
     from emo.fusion.train import input_kinds
 
-    return input_kinds(ckpt.config["method"], ckpt.config["hparams"])
+    kinds = input_kinds(ckpt.config["method"], ckpt.config["hparams"])
+    for modality, spec in ckpt.config["modalities"].items():
+        if spec.get("kind") == "sequence" and kinds.get(modality, "").startswith("frames"):
+            kinds[modality] = "sequence"
+    return kinds
 
 
 def predict_clips(run_dir: str | Path, clips: Sequence[str | Path]) -> list[Prediction]:

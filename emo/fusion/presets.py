@@ -217,7 +217,8 @@ register_preset(
             "epochs before the whole model)",
             "BERT utterance vectors are MiniLM when the store was not extracted with --text-model "
             "bert-base-uncased",
-            "WA is reported as the paper defines it (mean recall = UA) next to plain accuracy",
+            "the paper's 'WA' is mean recall (its Eq. 6 and text): compare it with emo's UA; emo's WA is accuracy, "
+            "as the other papers use the term",
         ),
     )
 )
@@ -235,6 +236,8 @@ def preset_config(name: str, base: Any, given: Sequence[str] = ()) -> Any:
     explicitly by the user, who wins). Hyper-parameters merge key by key, the user's on top."""
     preset = get_preset(name)
     values = dict(preset.train)
+    if "method" in given and base.method != values.get("method"):
+        values.pop("hparams", None)  # the preset's hyper-parameters belong to its own head
     if "hparams" in given:
         values["hparams"] = dict(values.get("hparams", {})) | dict(base.hparams)
         given = [g for g in given if g != "hparams"]

@@ -115,7 +115,7 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
     selections = {
         run.name: {
             m: {
-                "method": result.config.selector.get(m, "none"),
+                "method": result.config.selector.get(m) or _joint(result.config.selector),
                 "n_kept": int(keep.sum()),
                 "n_total": int(keep.size),
                 "kept": np.flatnonzero(keep).tolist(),
@@ -147,7 +147,7 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
             "modalities": {
                 m: {"kind": i.kind, "features": i.features, "feature_dims": i.dims} for m, i in data.inputs.items()
             },
-            "selection": {m: result.config.selector.get(m, "none") for m in data.inputs},
+            "selection": {m: result.config.selector.get(m) or _joint(result.config.selector) for m in data.inputs},
             "store": data.store,
             "fitted": ref.prep.fitted,
             "train": {"run": ref.name, **{k: v for k, v in report["config"].items() if k != "hparams"}},
@@ -157,3 +157,9 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
         ref.prep.extra,
     )
     return out
+
+
+def _joint(selector: dict[str, str]) -> str:
+    """How a modality without its own selector was selected: "joint:NAME" (one selector over every modality's
+    concatenated vector) or "none"."""
+    return f"joint:{selector['joint']}" if selector.get("joint", "none") != "none" else "none"

@@ -316,6 +316,11 @@ def preprocess(
     if joint != "none":
         # one subset of the concatenated clip vector of every modality (learned frame front-ends excepted)
         names = [n for n, m in data.inputs.items() if m.kind != "frames"]
+        if not names:
+            raise UsageError(
+                f"--selector {joint} selects among clip vectors, and every input of this method is learned from "
+                "frames; give a per-modality selector or none"
+            )
         blocks = [_clip_vectors(zs[n][train_rows], data.inputs[n].mask[train_rows]) for n in names]
         keep, score = fit_selection(joint, np.concatenate(blocks, axis=1), data.y[train_rows], seed, inner_groups)
         at = 0
@@ -455,11 +460,11 @@ def run_once(
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
     factor = lr_schedule(config.lr_schedule)
-    steps_per_epoch = len(_batches(split.train, config.batch_size, None, None, data.utterance_idx))
+    dialogues = data.dialogue_codes() if head.accepts_dialogue else None
+    steps_per_epoch = len(_batches(split.train, config.batch_size, None, dialogues, data.utterance_idx))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: factor(step, config.epochs * steps_per_epoch)
     )
-    dialogues = data.dialogue_codes() if head.accepts_dialogue else None
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
     best = (np.inf, 0, copy.deepcopy(head.state_dict()))
     for epoch in range(1, config.epochs + 1):

@@ -170,3 +170,8 @@ def test_compare_with_seed000_gives_table_2_with_the_papers_unimodal_encoders(st
 def test_the_readme_shows_the_presets_as_the_code_defines_them() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert readme_table() in readme
+
+
+def test_an_explicit_other_method_does_not_inherit_the_presets_head_settings() -> None:
+    config = preset_config("seed003", TrainConfig(method="early"), given=["method"])
+    assert config.method == "early" and config.hparams == {} and config.batch_size == 128
