@@ -614,6 +614,11 @@ def train_on_data(
     device = resolve_device(config.device)
     protocol, reason = explain_protocol(data, config.split)
     log.info("%s split (%s)", protocol, reason)
+    if protocol == "stratified" and not config.val_fraction:
+        log.info(
+            "stratified 80/20 without a validation part: every run trains the full %d epochs (--patience does "
+            "not apply; --val-fraction 0.1 carves a validation part out of the 80%%)", config.epochs,
+        )
     runs = []
     for s in range(config.seeds):
         seed = config.seed + s
