@@ -25,6 +25,7 @@ from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.derived import write_derived
 from emo.fusion.data import load_fusion_data
+from emo.fusion.fitted import arrays_sha256, model_arrays
 from emo.fusion.splits import make_splits, resolve_protocol
 
 log = logging.getLogger(__name__)
@@ -105,15 +106,10 @@ class FittedAutoencoder:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Weights and input standardisation as named arrays (checkpoints, the store's ``audio/ae_model``)."""
-        out = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
-        return out | {"norm_mean": self.mean.astype(np.float32), "norm_std": self.std.astype(np.float32)}
+        return model_arrays(self.model, self.mean, self.std)
 
     def describe(self) -> dict[str, Any]:
         """What :func:`model_from_arrays` needs besides the arrays, and what the model was trained on."""
-        digest = hashlib.sha256()
-        for name, value in sorted(self.arrays().items()):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
         return {
             "source": SOURCE,
             "input_dim": int(self.mean.size),
@@ -121,7 +117,7 @@ class FittedAutoencoder:
             "n_clips": self.n_clips,
             "n_frames": self.n_frames,
             "train_mse": self.history,
-            "weights_sha256": digest.hexdigest(),
+            "weights_sha256": arrays_sha256(self.arrays()),
         }
 
 

@@ -4,11 +4,27 @@ it on the training clips, its width, its checkpoint arrays' prefix and how ``emo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+def model_arrays(model: Any, mean: np.ndarray, std: np.ndarray) -> dict[str, np.ndarray]:
+    """A fitted model's weights and its input standardisation as named arrays (checkpoints, the store)."""
+    out = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    return out | {"norm_mean": mean.astype(np.float32), "norm_std": std.astype(np.float32)}
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """One digest over named arrays (names and bytes, in name order): which weights a run used."""
+    digest = hashlib.sha256()
+    for name, value in sorted(arrays.items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ coefficient standardised on the training frames.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 from emo.fusion.data import frames_view
+from emo.fusion.fitted import arrays_sha256, model_arrays
 from emo.fusion.heads._common import FrameInput
 
 log = logging.getLogger(__name__)
@@ -122,14 +122,9 @@ class FittedMfccCnn:
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
-        return out | {"norm_mean": self.mean.astype(np.float32), "norm_std": self.std.astype(np.float32)}
+        return model_arrays(self.model, self.mean, self.std)
 
     def describe(self) -> dict[str, Any]:
-        digest = hashlib.sha256()
-        for name, value in sorted(self.arrays().items()):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
         return {
             "source": SOURCE,
             "input_dim": int(self.mean.size),
@@ -138,7 +133,7 @@ class FittedMfccCnn:
             "n_clips": self.n_clips,
             "n_frames": self.n_frames,
             "train_loss": self.history,
-            "weights_sha256": digest.hexdigest(),
+            "weights_sha256": arrays_sha256(self.arrays()),
         }
 
 
