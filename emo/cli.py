@@ -517,6 +517,10 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "none with --split stratified, the papers' 80/20)."),
         click.option("--metrics", "metric_average", type=click.Choice(["macro", "weighted"]), default="macro",
                      show_default=True, help="The average the tables lead with (seed 001 and 004 report weighted)."),
+        click.option("--standardize", type=click.Choice(["auto", "speaker", "global"]), default="auto",
+                     show_default=True, help="speaker: z-score each speaker's features with the statistics of "
+                     "their own clips (no labels; the usual step of speaker-independent evaluation); global: by "
+                     "the training split's statistics only; auto: speaker when the split holds speakers out."),
         click.option("--class-weights", is_flag=True, help="Class-weighted cross-entropy (inverse frequency)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
@@ -548,7 +552,7 @@ _CONFIG_FIELDS = {
     "class_weights": "class_weights", "device": "device", "hparam": "hparams", "ae_params": "autoencoder",
     "cnn_params": "mfcc_cnn",
     "label_from": "label_from", "map_labels": "map_labels", "classes": "classes", "lr_schedule": "lr_schedule",
-    "val_fraction": "val_fraction", "metric_average": "metrics",
+    "val_fraction": "val_fraction", "metric_average": "metrics", "standardize": "standardize",
 }
 
 
@@ -602,6 +606,7 @@ def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_sel
         lr_schedule=kw["lr_schedule"],
         val_fraction=kw["val_fraction"],
         metrics=kw["metric_average"],
+        standardize=kw["standardize"],
     )
 
 

@@ -91,6 +91,9 @@ class FusionData:
     source_sha256: np.ndarray | None = None
     #: per-clip frames that fitted features are computed from (e.g. "audio/mel" -> one [T_i, 128] per clip)
     frames: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: how the inputs were standardised before training: "global" (by the training split only, later) or
+    #: "speaker" (each speaker's clips by their own statistics, emo.fusion.normalize)
+    standardize: str = "global"
 
     @property
     def n(self) -> int:
@@ -129,6 +132,7 @@ class FusionData:
             store=self.store,
             source_sha256=None if self.source_sha256 is None else self.source_sha256[rows],
             frames={k: [v[i] for i in rows] for k, v in self.frames.items()},
+            standardize=self.standardize,
         )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from emo.fusion.data import ModalityInput
+from emo.fusion.data import FusionData, ModalityInput
 
 
 @dataclass
@@ -35,3 +37,54 @@ class Standardizer:
         z = (x - self.mean) / self.std
         z = np.where(np.isfinite(z) & mask[..., None], z, 0.0)
         return z.astype(np.float32)
+
+
+#: ``--standardize`` choices: ``speaker`` z-scores every clip's features with the statistics of its speaker's
+#: clips (no labels), ``global`` leaves that to the training split's :class:`Standardizer`; ``auto`` is
+#: ``speaker`` when the split is speaker-independent, the protocol this step is standard for.
+STANDARDIZE = ("auto", "speaker", "global")
+
+
+def resolve_standardize(choice: str, protocol: str) -> str:
+    """What ``--standardize choice`` means under split ``protocol`` (``speaker`` or ``global``)."""
+    if choice not in STANDARDIZE:
+        from emo.errors import UsageError
+
+        raise UsageError(f"unknown --standardize {choice!r}; choose one of {', '.join(STANDARDIZE)}")
+    if choice == "auto":
+        return "speaker" if protocol == "speaker" else "global"
+    return choice
+
+
+def standardize_per_speaker(modality: ModalityInput, speakers: np.ndarray) -> ModalityInput:
+    """``modality`` with each speaker's present rows / steps z-scored by that speaker's own mean and standard
+    deviation (clips without a speaker id form one group).
+
+    Per-speaker normalisation is the usual first step of speaker-independent emotion recognition: it removes
+    what a voice (or face) has by itself and keeps how it changes. It reads features only, never labels, so a
+    held-out speaker is normalised by statistics of their own clips, as a deployed system would after hearing
+    a speaker for a while. Columns with no finite value (fitted features, filled later) are left as they are.
+    """
+    x = modality.x.copy()
+    for speaker in np.unique(speakers):
+        rows = speakers == speaker
+        values = x[rows][modality.mask[rows]]
+        if values.size == 0:
+            continue
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: fitted features, kept as NaN
+            mean = np.nanmean(values, axis=0)
+            std = np.nanstd(values, axis=0)
+        known = np.isfinite(mean)
+        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+        block = x[rows]
+        z = (block - np.where(known, mean, 0.0)) / np.where(known, std, 1.0)
+        present = modality.mask[rows][..., None]
+        x[rows] = np.where(present, z, block).astype(np.float32)
+    return ModalityInput(modality.name, modality.kind, modality.features, modality.dims, x, modality.mask)
+
+
+def speaker_standardized(data: FusionData) -> FusionData:
+    """``data`` with every input standardised per speaker (:func:`standardize_per_speaker`)."""
+    inputs = {name: standardize_per_speaker(m, data.speakers) for name, m in data.inputs.items()}
+    return dataclasses.replace(data, inputs=inputs, standardize="speaker")

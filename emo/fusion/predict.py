@@ -3,6 +3,7 @@ to clips already in a store, with the run's normalisation and feature selection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,12 @@ from emo.fusion.checkpoint import Checkpoint, load_checkpoint
 from emo.fusion.data import FITTED_FEATURES, load_fusion_data
 from emo.fusion.fitted import FITTED
 from emo.fusion.labels import LabelChoice
+from emo.fusion.normalize import speaker_standardized
 from emo.fusion.train import Prepared, predict_proba
+
+log = logging.getLogger(__name__)
+#: fewer clips of one speaker than this make per-speaker statistics unreliable (one clip per RAVDESS class)
+MIN_SPEAKER_CLIPS = 8
 
 
 class ResultsSource:
@@ -107,6 +113,23 @@ def _fitted(ckpt: Checkpoint, data: Any, modality: str) -> Any:
     return inp
 
 
+def _speaker_standardized(ckpt: Checkpoint, data: Any) -> Any:
+    """``data`` standardised per speaker when the model was trained so; clips without a speaker id are one group,
+    and a group of few clips is named: its statistics are a poor stand-in for the speaker's."""
+    if ckpt.config.get("standardize", "global") != "speaker":
+        return data
+    counts = dict(zip(*np.unique(data.speakers, return_counts=True), strict=True))
+    few = {s: int(n) for s, n in counts.items() if n < MIN_SPEAKER_CLIPS}
+    if few:
+        named = ", ".join(f"{s or 'no speaker id'} ({n})" for s, n in sorted(few.items())[:5])
+        log.warning(
+            "the model standardises features per speaker, and some speakers have fewer than %d clips here: %s; "
+            "their statistics are unreliable (give more of each speaker's clips, or train with --standardize "
+            "global)", MIN_SPEAKER_CLIPS, named,
+        )
+    return speaker_standardized(data)
+
+
 def _apply(ckpt: Checkpoint, data: Any) -> list[Prediction]:
     _check_dims(ckpt, data)
     xs, masks = {}, {}
@@ -185,7 +208,7 @@ def predict_clips(run_dir: str | Path, clips: Sequence[str | Path]) -> list[Pred
     specs = [s for ex in extractors for s in ex.array_specs]
     source = ResultsSource(results, specs, recorded["config"], recorded["config_hash"], ckpt.class_names)
     data = load_fusion_data(source, _features(ckpt), _kinds(ckpt), _fitted_dims(ckpt))  # type: ignore[arg-type]
-    predictions = _apply(ckpt, data)
+    predictions = _apply(ckpt, _speaker_standardized(ckpt, data))
     for p, r in zip(predictions, results, strict=True):
         if not any(p.present.values()):
             raise UsageError(f"{p.clip_id}: none of the model's modalities could be extracted ({r.columns['error']})")
@@ -221,6 +244,7 @@ def predict_store(
     index = {c: i for i, c in enumerate(ckpt.class_names)}
     data.y = np.asarray([index.get(data.class_names[k], -1) if k >= 0 else -1 for k in data.y], dtype=np.int64)
     data.class_names = list(ckpt.class_names)
+    data = _speaker_standardized(ckpt, data)  # each speaker's statistics from all of their clips in the store
     if clip_ids:
         wanted = set(clip_ids)
         unknown = wanted - set(data.clip_ids)

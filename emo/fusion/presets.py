@@ -233,9 +233,10 @@ def get_preset(name: str) -> Preset:
 
 def preset_config(name: str, base: Any, given: Sequence[str] = ()) -> Any:
     """``base`` (a TrainConfig) with the preset's training values, except the fields in ``given`` (set
-    explicitly by the user, who wins). Hyper-parameters merge key by key, the user's on top."""
+    explicitly by the user, who wins). Hyper-parameters merge key by key, the user's on top. No paper
+    standardises per speaker: a preset standardises on the training split only unless it says otherwise."""
     preset = get_preset(name)
-    values = dict(preset.train)
+    values = {"standardize": "global"} | dict(preset.train)
     if "method" in given and base.method != values.get("method"):
         values.pop("hparams", None)  # the preset's hyper-parameters belong to its own head
     if "hparams" in given:

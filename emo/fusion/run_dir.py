@@ -149,6 +149,7 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
             },
             "selection": {m: result.config.selector.get(m) or _joint(result.config.selector) for m in data.inputs},
             "store": data.store,
+            "standardize": data.standardize,
             "fitted": ref.prep.fitted,
             "train": {"run": ref.name, **{k: v for k, v in report["config"].items() if k != "hparams"}},
             "emo_version": emo.__version__,

@@ -35,7 +35,8 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
         f"{result.config.method} on {result.data.store.get('location')}: {len(result.runs)} run(s), "
         f"{result.protocol} split ({result.protocol_reason}; train {sizes['train']}, val {sizes['val']}, "
         f"test {sizes['test']} clips), "
-        f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}",
+        f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}, "
+        f"standardised {'per speaker' if result.data.standardize == 'speaker' else 'on the training split'}",
         highlight=False,
     )
     table = Table(title="test metrics", title_justify="left")

@@ -28,7 +28,7 @@ from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams
 from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
-from emo.fusion.normalize import Standardizer
+from emo.fusion.normalize import Standardizer, resolve_standardize, speaker_standardized
 from emo.fusion.splits import Split, explain_protocol, make_splits
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class TrainConfig:
     #: none for ``stratified``: the papers' 80/20 trains on 80% for the fixed epochs, without early stopping)
     val_fraction: float | None = None
     metrics: str = "macro"  # the average the tables lead with: "macro" or "weighted" (as the paper reports)
+    #: "auto" (per speaker when the split is speaker-independent), "speaker" or "global" (emo.fusion.normalize)
+    standardize: str = "auto"
     preset: str = ""  # the --preset these values came from (emo.fusion.presets)
     #: what this run's store lacks of the preset's extraction (named deviations, filled by apply_preset)
     preset_notes: tuple[str, ...] = ()
@@ -90,6 +92,7 @@ class TrainConfig:
             if name not in SELECTORS:
                 raise UsageError(f"unknown selector {name!r} for {modality}; choose one of {', '.join(SELECTORS)}")
         lr_schedule(self.lr_schedule)  # validates
+        resolve_standardize(self.standardize, "")  # validates
         if self.metrics not in ("macro", "weighted"):
             raise UsageError(f"--metrics must be macro or weighted, got {self.metrics!r}")
         if self.val_fraction is not None and not 0.0 <= self.val_fraction < 0.5:
@@ -194,7 +197,8 @@ def apply_preset(fs: FeatureStore, config: TrainConfig) -> TrainConfig:
 
 
 def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
-    """The store's features for this method, labelled clips only."""
+    """The store's features for this method, labelled clips only; standardised per speaker when
+    ``config.standardize`` resolves to it (``data.standardize`` says which)."""
     kinds = input_kinds(config.method, config.hparams)
     features = resolve_features(fs, config.modalities, config.features, kinds)
     widths = {f: FITTED[f].width(config.fitted_params(f)) for f in FITTED}
@@ -202,6 +206,11 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     labelled = data.subset(data.labelled)
     if len(labelled.class_names) < 2:
         raise UsageError(f"the store has {len(labelled.class_names)} labelled class(es); fusion needs at least 2")
+    protocol = explain_protocol(labelled, config.split)[0]
+    if resolve_standardize(config.standardize, protocol) == "speaker":
+        # statistics of all of a speaker's clips, labelled or not: no label is read
+        labelled = speaker_standardized(data).subset(data.labelled)
+        log.info("features standardised per speaker (%d speakers)", np.unique(labelled.speakers).size)
     if config.method == "speech-cnn" and set(labelled.inputs) != {"audio"}:
         raise UsageError("--method speech-cnn is an audio-only head: use --modalities audio")
     return labelled
@@ -576,6 +585,7 @@ class TrainResult:
                 m: {"kind": i.kind, "features": i.features, "dim": i.dim} for m, i in self.data.inputs.items()
             },
             "n_clips": self.data.n,
+            "standardize": self.data.standardize,
             "store": {k: v for k, v in self.data.store.items() if k != "config"},
             "runs": [
                 {

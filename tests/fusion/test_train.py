@@ -194,7 +194,8 @@ def test_training_is_deterministic_and_standardisation_sees_only_train(store: Pa
 
 def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
     for method in ("late", "label-fusion", "cnn", "bilstm-sa", "hierarchical"):
-        result = train(store, quick(method, epochs=8))
+        # label fusion's per-modality classifiers and its fusion layer learn slower (0.50 at 8 epochs, 0.73 at 20)
+        result = train(store, quick(method, epochs=20 if method == "label-fusion" else 8))
         assert result.summary["accuracy"]["mean"] > 0.5, method  # chance is 1/3
     result = train(store, quick("cross-tucker", epochs=8, modalities=("audio", "video")))
     assert result.summary["accuracy"]["mean"] > 0.5
