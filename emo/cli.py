@@ -112,7 +112,8 @@ def cli() -> None:
     show_default=True,
     help="Dataset layout (auto detects it and says which).",
 )
-@click.option("--features", help="Comma-separated feature tokens to compute (default: all available).")
+@click.option("--features", help="Comma-separated feature tokens to compute (default: every token but ssl, the "
+              "pretrained speech encoder, which is opt-in).")
 @click.option("--workers", type=int, help="Workers of the embedded LocalCluster (default: the machine's cores).")
 @click.option("--scheduler", metavar="ADDRESS", help="Use an existing Dask scheduler (tcp://HOST:PORT).")
 @click.option("--batch-size", type=int, help="Clips per Dask task (default: about 4 tasks per worker, max 32).")
@@ -156,6 +157,11 @@ def cli() -> None:
               help="Text encoder: a model directory or a name in the local Hugging Face cache (e.g. "
               "bert-base-uncased); all-MiniLM-L6-v2 is the BERT-architecture model bundled offline.")
 @click.option("--text-max-length", type=int, default=128, show_default=True, help="Tokens per transcript.")
+@click.option("--audio-model", default="microsoft/wavlm-base-plus", show_default=True, metavar="NAME|DIR",
+              help="Speech encoder of --features ssl (wav2vec 2.0, HuBERT, WavLM, data2vec-audio): a directory or "
+              "a name in the local Hugging Face cache.")
+@click.option("--audio-layer", default="mean", show_default=True, metavar="mean|N",
+              help="Hidden states of --features ssl: the mean of every transformer layer, or layer N (0 = input).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the models run; cuda sends their tasks to workers advertising a GPU resource "
               "(auto: cuda if the cluster has such workers with CUDA).")
@@ -194,6 +200,8 @@ def extract(
     visual_weights: str,
     text_model: str,
     text_max_length: int,
+    audio_model: str,
+    audio_layer: str,
     device: str,
     overwrite: bool,
     strict: bool,
@@ -209,7 +217,7 @@ def extract(
     from emo.features_store.location import parse_storage_options
     from emo.pipeline import ClusterOptions, ExtractionConfig
     from emo.pipeline import extract as run_extract
-    from emo.pipeline.extractors import EXTRACTORS
+    from emo.pipeline.extractors import default_tokens
     from emo.pipeline.progress import ExtractionProgress
     from emo.pipeline.summary import print_summary
 
@@ -219,7 +227,7 @@ def extract(
         raise click.BadParameter(f"expected three numbers such as 0.6,0.7,0.7, got {face_thresholds!r}",
                                  param_hint="--face-thresholds") from None
     config = ExtractionConfig(
-        features=_comma_list(features) or tuple(EXTRACTORS),
+        features=_comma_list(features) or default_tokens(),
         sample_rate=sample_rate,
         win_ms=win_ms,
         hop_ms=hop_ms,
@@ -238,6 +246,8 @@ def extract(
         visual_weights=visual_weights,
         text_model=text_model,
         text_max_length=text_max_length,
+        audio_model=audio_model,
+        audio_layer=audio_layer,
     )
     if batch_size is not None and batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")

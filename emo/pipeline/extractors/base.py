@@ -71,6 +71,8 @@ class Extractor(ABC):
 
     token: ClassVar[str]
     modality: ClassVar[str]
+    #: extracted when ``--features`` is not given (False for tokens that need a model download first)
+    default: ClassVar[bool] = True
 
     def __init__(self, config: ExtractionConfig, device: str = "cpu") -> None:
         self.config = config
@@ -131,6 +133,11 @@ def _classes(config: ExtractionConfig) -> list[type[Extractor]]:
             f"unknown feature token(s) {', '.join(map(repr, unknown))}; available: {', '.join(EXTRACTORS)}"
         )
     return [EXTRACTORS[t] for t in dict.fromkeys(config.features)]
+
+
+def default_tokens() -> tuple[str, ...]:
+    """The tokens ``emo extract`` computes when ``--features`` is not given."""
+    return tuple(t for t, cls in EXTRACTORS.items() if cls.default)
 
 
 def build_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Extractor]:
