@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import run_emo
 from sklearn.linear_model import LogisticRegression
