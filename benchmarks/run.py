@@ -7,9 +7,10 @@ report under ``benchmarks/results/``.
 
 Benchmarks (one module each; ``run(quick) -> rows``, ``summary(rows) -> measures``): extraction (speed-up
 against a sequential per-video loop, parallel efficiency, orchestration + store overhead), decode, faces,
-fusion_epoch, store_read, memory, zebra. The JSON holds every raw row, the medians, the machine (cores, CPU
-model, memory), the load average before and after each benchmark, library versions and the git commit (and
-whether the working tree had uncommitted changes). Speed is measured here, never asserted in tests.
+fusion_epoch, store_read, memory, zebra, accuracy (RAVDESS speech; skipped when the recordings are absent).
+The JSON holds every raw row, the medians, the machine (cores, CPU model, memory), the load average before and
+after each benchmark, library versions and the git commit (and whether the working tree had uncommitted
+changes). Speed is measured here, never asserted in tests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.common import RESULTS, git_state, load_average, log, machine, versions  # noqa: E402
 
 #: Run order: the long multi-process measures first, while the machine is as it was when the run started.
-BENCHMARKS = ("extraction", "decode", "faces", "fusion_epoch", "store_read", "memory", "zebra")
+BENCHMARKS = ("extraction", "decode", "faces", "fusion_epoch", "store_read", "memory", "zebra", "accuracy")
 
 
 def _cell(text: Any) -> str:
