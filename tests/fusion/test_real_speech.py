@@ -3,6 +3,7 @@ of people nobody on this project recorded. Skipped when the recordings are absen
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,10 @@ from sklearn.preprocessing import StandardScaler
 from emo.features_store import FeatureStore
 from emo.fusion.train import TrainConfig, prepare_data
 
-RAVDESS_SPEECH = Path(__file__).resolve().parents[3] / "shared" / "data" / "ravdess-speech"
+#: the recordings: $EMO_RAVDESS_SPEECH, else ../shared/data/ravdess-speech beside the repository
+RAVDESS_SPEECH = Path(
+    os.environ.get("EMO_RAVDESS_SPEECH") or Path(__file__).resolve().parents[3] / "shared" / "data" / "ravdess-speech"
+)
 pytestmark = pytest.mark.skipif(
     not RAVDESS_SPEECH.is_dir(), reason=f"RAVDESS speech recordings not found at {RAVDESS_SPEECH}"
 )
