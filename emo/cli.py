@@ -688,19 +688,22 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
 @click.option("--split", type=click.Choice(["auto", "speaker", "stratified", "predefined"]), default="auto",
               show_default=True, help="The selector is fitted on this split's training clips.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--standardize", type=click.Choice(["auto", "speaker", "global"]), default="auto", show_default=True,
+              help="As emo fuse: per speaker (auto: when the split holds speakers out), then on the training clips.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Selector parameter, e.g. n_features=20, population_size=30, n_iterations=50 (repeatable).")
 @click.option("-o", "--output", "out_dir", required=True, help="Directory for selection.json and selection.png.")
 @storage_options_option
 @common
 def select(store_path: str, method: str, features: str | None, modalities: str | None, split: str, seed: int,
-           params: tuple[str, ...], out_dir: str, storage_option: tuple[str, ...], quiet: bool) -> None:
+           standardize: str, params: tuple[str, ...], out_dir: str, storage_option: tuple[str, ...],
+           quiet: bool) -> None:
     """Fit a feature selector (L1, tree importances, Improved Zebra) on the training split of a store."""
     from emo.features_store.location import parse_storage_options
     from emo.fusion.selection.report import select_features
 
     result = select_features(store_path, method, out_dir, _comma_list(features), _comma_list(modalities), split,
-                             seed, _hparams(params), parse_storage_options(storage_option))
+                             seed, _hparams(params), parse_storage_options(storage_option), standardize)
     line = f"{method}: kept {result['n_selected']} of {result['n_features']} features"
     if "best_fitness" in result:
         line += f" (best fitness {result['best_fitness']:.4f}, CV accuracy {result['best_cv_accuracy']:.3f})"

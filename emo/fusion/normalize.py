@@ -43,6 +43,8 @@ class Standardizer:
 #: clips (no labels), ``global`` leaves that to the training split's :class:`Standardizer`; ``auto`` is
 #: ``speaker`` when the split is speaker-independent, the protocol this step is standard for.
 STANDARDIZE = ("auto", "speaker", "global")
+#: fewer clips of one speaker than this make per-speaker statistics unreliable (one clip per RAVDESS class)
+MIN_SPEAKER_CLIPS = 8
 
 
 def resolve_standardize(choice: str, protocol: str) -> str:

@@ -3,7 +3,6 @@ to clips already in a store, with the run's normalisation and feature selection.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,8 @@ from emo.fusion.checkpoint import Checkpoint, load_checkpoint
 from emo.fusion.data import FITTED_FEATURES, load_fusion_data
 from emo.fusion.fitted import FITTED
 from emo.fusion.labels import LabelChoice
-from emo.fusion.normalize import speaker_standardized
+from emo.fusion.normalize import MIN_SPEAKER_CLIPS, speaker_standardized
 from emo.fusion.train import Prepared, predict_proba
-
-log = logging.getLogger(__name__)
-#: fewer clips of one speaker than this make per-speaker statistics unreliable (one clip per RAVDESS class)
-MIN_SPEAKER_CLIPS = 8
 
 
 class ResultsSource:
@@ -114,18 +109,20 @@ def _fitted(ckpt: Checkpoint, data: Any, modality: str) -> Any:
 
 
 def _speaker_standardized(ckpt: Checkpoint, data: Any) -> Any:
-    """``data`` standardised per speaker when the model was trained so; clips without a speaker id are one group,
-    and a group of few clips is named: its statistics are a poor stand-in for the speaker's."""
+    """``data`` standardised per speaker when the model was trained so (clips without a speaker id are one
+    group). A group of fewer than ``MIN_SPEAKER_CLIPS`` clips is refused: one clip standardised by itself is all
+    zeros, and a handful give statistics that say little about the speaker."""
     if ckpt.config.get("standardize", "global") != "speaker":
         return data
     counts = dict(zip(*np.unique(data.speakers, return_counts=True), strict=True))
     few = {s: int(n) for s, n in counts.items() if n < MIN_SPEAKER_CLIPS}
     if few:
-        named = ", ".join(f"{s or 'no speaker id'} ({n})" for s, n in sorted(few.items())[:5])
-        log.warning(
-            "the model standardises features per speaker, and some speakers have fewer than %d clips here: %s; "
-            "their statistics are unreliable (give more of each speaker's clips, or train with --standardize "
-            "global)", MIN_SPEAKER_CLIPS, named,
+        named = ", ".join(f"{s or 'clips without a speaker id'} ({n})" for s, n in sorted(few.items())[:5])
+        raise UsageError(
+            f"this model standardises each speaker's features by the statistics of their own clips (trained with "
+            f"--standardize speaker), and needs at least {MIN_SPEAKER_CLIPS} clips of every speaker: {named}; "
+            "give more clips of each speaker (clips without a speaker id count as one speaker), or use a model "
+            "trained with --standardize global"
         )
     return speaker_standardized(data)
 

@@ -109,7 +109,7 @@ class ExtractionConfig:
         layer = str(self.audio_layer)
         if layer != "mean" and not (layer.isdigit()):
             raise UsageError(f"--audio-layer must be 'mean' or a layer index (0, 1, ...), got {layer!r}")
-        object.__setattr__(self, "audio_layer", layer)
+        object.__setattr__(self, "audio_layer", layer if layer == "mean" else str(int(layer)))  # "01" is "1"
 
     @property
     def win_length(self) -> int:

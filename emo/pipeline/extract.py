@@ -245,7 +245,7 @@ def extract(
     extractors = build_extractors(config)
     for ex in extractors:
         ex.preflight()
-    needs_models = any(ex.modality != "audio" for ex in extractors)
+    needs_models = any(ex.uses_model for ex in extractors)
     location = parse_location(store, storage_options)
     with ExitStack() as stack:
         # Workers start and load their models while this process describes the arrays and opens the store,

@@ -18,7 +18,7 @@ from test_train import CLASSES, quick, synthetic_store
 from emo.errors import UsageError
 from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
 from emo.features_store.sequences import derive
-from emo.fusion.significance import compare_methods, holm, mcnemar, paired_difference
+from emo.fusion.significance import compare_methods, corrected_paired_difference, holm, mcnemar, paired_difference
 from emo.fusion.splits import explain_protocol
 from emo.fusion.train import prepare_data, train
 
@@ -184,6 +184,18 @@ def test_paired_difference_matches_scipy() -> None:
     assert out["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
     assert out["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
     assert paired_difference([0.5, 0.6], [0.5, 0.6])["t_p"] == 1.0  # no difference at all
+
+
+def test_corrected_resampled_t_test_widens_by_the_test_train_ratio() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.6, 0.05, 12)
+    b = a - rng.normal(0.03, 0.03, 12)
+    d = a - b
+    out = corrected_paired_difference(a, b, test_train_ratio=1 / 3)
+    se = d.std(ddof=1) * math.sqrt(1 / 12 + 1 / 3)  # Nadeau & Bengio (2003): s^2 (1/J + n_test/n_train)
+    assert out["ci"] == pytest.approx([d.mean() - stats.t.ppf(0.975, 11) * se, d.mean() + stats.t.ppf(0.975, 11) * se])
+    assert out["t_p"] == pytest.approx(2 * stats.t.sf(abs(d.mean() / se), 11))
+    assert out["t_p"] > paired_difference(a, b)["t_p"] and out["corrected"]
 
 
 def test_mcnemar_exact_and_holm_on_hand_computed_values() -> None:

@@ -21,7 +21,7 @@ CLASSES = ["anger", "joy", "sadness"]
 N_SPEAKERS, PER_SPEAKER, DIM = 9, 30, 6
 
 
-def speaker_offset_store(path: Path, seed: int = 0) -> Path:
+def speaker_offset_store(path: Path, seed: int = 0, per_speaker: int = PER_SPEAKER) -> Path:
     """Class centres small against a large offset of every speaker's voice: what per-speaker statistics remove."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 1.0, (3, DIM))
@@ -38,7 +38,7 @@ def speaker_offset_store(path: Path, seed: int = 0) -> Path:
         for speaker in range(N_SPEAKERS):
             offset = rng.normal(0, 6.0, DIM)
             scale = rng.uniform(0.5, 3.0, DIM)
-            for k in range(PER_SPEAKER):
+            for k in range(per_speaker):
                 label = k % 3
                 x = offset + scale * (centres[label] + rng.normal(0, 0.5, DIM))
                 writer.add(
@@ -109,6 +109,11 @@ def test_speaker_standardisation_removes_the_voice_and_predict_applies_it(offset
         predictions = {p.clip_id: p for p in predict_store(tmp_path / "speaker", str(offset_store), ids)}
         got = np.array([[predictions[c].probabilities[k] for k in CLASSES] for c in test_ids])
         np.testing.assert_allclose(got, ref.test_prob, atol=1e-4)
+
+    # a speaker with a handful of clips has no usable statistics (one clip by itself standardises to zeros)
+    few = speaker_offset_store(tmp_path / "few.zarr", seed=1, per_speaker=3)
+    with pytest.raises(UsageError, match="needs at least 8 clips of every speaker: spk0 \\(3\\)"):
+        predict_store(tmp_path / "speaker", str(few))
 
 
 def test_cli_standardize_flag_and_summary_line(offset_store: Path, tmp_path: Path) -> None:

@@ -46,15 +46,18 @@ def select_features(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    standardize: str = "auto",
 ) -> dict[str, Any]:
     """Fit ``method`` on the training clips of the first ``split`` (pooled features, standardised on those
-    clips) and write ``selection.json`` and ``selection.png`` into ``out_dir``."""
+    clips, after per-speaker standardisation when ``standardize`` resolves to it, as ``emo fuse`` does) and write
+    ``selection.json`` and ``selection.png`` into ``out_dir``."""
     if method not in METHODS:
         raise UsageError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     out = prepare_run_dir(out_dir)
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
     config = TrainConfig(method="early", modalities=tuple(modalities) if modalities else None,
-                         features=tuple(features) if features else None, split=split, seed=seed)
+                         features=tuple(features) if features else None, split=split, seed=seed,
+                         standardize=standardize)
     data = prepare_data(fs, config)
     protocol = resolve_protocol(data, split)
     split_ = next(make_splits(data, protocol, 1, seed))
@@ -83,6 +86,7 @@ def select_features(
         "params": {k: v for k, v in selector.get_params().items() if isinstance(v, str | int | float | bool | None)},
         "store": {"location": fs.location.display, "config_hash": fs.config_hash},
         "features": {m: i.features for m, i in data.inputs.items()},
+        "standardize": data.standardize,
         "split": {"protocol": protocol, "seed": seed, "n_train": int(train.size),
                   "inner_cv_grouped_by": "speaker" if groups is not None else "",
                   "clip_ids": sorted(str(c) for c in data.clip_ids[train])},

@@ -73,6 +73,8 @@ class Extractor(ABC):
     modality: ClassVar[str]
     #: extracted when ``--features`` is not given (False for tokens that need a model download first)
     default: ClassVar[bool] = True
+    #: runs a neural model (its tasks go to GPU workers in a CUDA run; librosa and openSMILE do not)
+    uses_model: ClassVar[bool] = False
 
     def __init__(self, config: ExtractionConfig, device: str = "cpu") -> None:
         self.config = config

@@ -50,6 +50,7 @@ class VideoExtractor(Extractor):
     """Common part of the video tokens: the shared pass, provenance, and the no-face rule."""
 
     modality = "video"
+    uses_model = True
     uses_backbone: ClassVar[bool] = True
 
     def __init__(self, config: ExtractionConfig, device: str = "cpu") -> None:

@@ -160,7 +160,7 @@ class SpeechEncoder:
             return np.zeros((0, int(self.description["hidden_size"])), np.float32)
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
-    def frame_times(self, n_frames: int, n_samples: int) -> np.ndarray:
+    def frame_times(self, n_frames: int) -> np.ndarray:
         """Centre of each frame's receptive field in seconds (windows restart the count every ``WINDOW_S``)."""
         hop = int(self.description["hop_samples"])
         field = int(self.description["receptive_field_samples"])
@@ -179,6 +179,7 @@ class SslExtractor(Extractor):
     modality = "audio"
     path = "audio/ssl"
     default = False  # needs a model download: extracted only when --features names it
+    uses_model = True
 
     @classmethod
     def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
@@ -214,17 +215,23 @@ class SslExtractor(Extractor):
                              attrs=attrs)]  # fmt: skip
 
     def encoder(self) -> SpeechEncoder:
+        c = self.config
+        return worker_resource(
+            ("ssl", c.audio_model, c.audio_layer, c.audio_weights_sha256, self.device), self._load
+        )
+
+    def _load(self) -> SpeechEncoder:
+        """The encoder, once per worker, refused when the weights it loaded are not the ones the config pins."""
         from emo.pipeline.text import weights_sha256
 
         c = self.config
-        encoder = worker_resource(
-            ("ssl", c.audio_model, c.audio_layer, c.audio_weights_sha256, self.device),
-            lambda: SpeechEncoder(c.audio_model, device=self.device, layer=c.audio_layer),
-        )
-        if c.audio_weights_sha256 is not None and weights_sha256(c.audio_model, WHAT) != c.audio_weights_sha256:
+        encoder = SpeechEncoder(c.audio_model, device=self.device, layer=c.audio_layer)
+        loaded = weights_sha256(encoder.description["model_dir"], WHAT)
+        if c.audio_weights_sha256 is not None and loaded != c.audio_weights_sha256:
             raise UsageError(
-                f"the {WHAT} {c.audio_model} has other weights than the extraction config records (sha256 "
-                f"{c.audio_weights_sha256}): every worker needs the same model"
+                f"the {WHAT} {c.audio_model} at {encoder.description['model_dir']} has other weights (sha256 "
+                f"{loaded}) than the extraction config records ({c.audio_weights_sha256}): every worker needs the "
+                "same model"
             )
         return encoder
 
@@ -236,5 +243,5 @@ class SslExtractor(Extractor):
         encoder = self.encoder()
         frames = encoder.encode(clip.audio)
         own = clip.audio.size / self.config.sample_rate
-        times = encoder.frame_times(len(frames), clip.audio.size)
+        times = encoder.frame_times(len(frames))
         return derive(self.path, frames, self.config.align_steps, times=times, duration=clip.grid_duration(own))

@@ -39,6 +39,7 @@ class TextExtractor(Extractor):
 
     token = "text"
     modality = "text"
+    uses_model = True
     path = "text"
 
     @classmethod
