@@ -114,3 +114,15 @@ def test_a_missing_encoder_stops_the_run_before_any_work(small_demo_dir: Path, t
     assert done.returncode == 2 and "speech encoder directory" in done.stderr and "nope" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_cuda_run_sends_the_speech_encoder_to_gpu_workers(
+    encoder_dir: Path, small_demo_dir: Path, gpu_dask, tmp_path: Path
+) -> None:
+    # an audio-only configuration with a model: its tasks ask for the GPU resource like the video models'
+    done = run_emo("extract", str(small_demo_dir), "-o", str(tmp_path / "s.zarr"), "--features", "ssl",
+                   "--audio-model", str(encoder_dir), "--scheduler", gpu_dask.address, "--device", "cuda",
+                   "--batch-size", "1", "--json", "-q", env={"EMO_GPU_ROUTING_DEVICE": "cpu"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["workers"] == {"gpu": 6} and report["device"] == "cpu"
