@@ -297,6 +297,11 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _points(d: dict[str, Any]) -> str:
+    """A paired difference in UA points with its interval: ``+12.0 UA points [+3.8, +20.3]``."""
+    return f"{d['mean_difference'] * 100:+.1f} UA points [{d['ci'][0] * 100:+.1f}, {d['ci'][1] * 100:+.1f}]"
+
+
 def _interval(s: dict[str, Any]) -> str:
     return f"{s['mean']:.3f} [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]"
 
@@ -334,8 +339,7 @@ def summary(rows: list[dict]) -> list[dict]:
         "accuracy: best emo audio configuration vs best scikit-learn reference (RAVDESS speech, speaker folds)",
         f"{how}: {best['name']} vs {v['reference']}",
         v["mean_difference"],
-        f"{v['mean_difference'] * 100:+.1f} UA points [{v['ci'][0] * 100:+.1f}, {v['ci'][1] * 100:+.1f}], "
-        f"p(Holm) {_p(v['t_p_holm'])}; UA {best['summary']['ua']['mean']:.3f} vs "
+        f"{_points(v)}, p(Holm) {_p(v['t_p_holm'])}; UA {best['summary']['ua']['mean']:.3f} vs "
         f"{refs[v['reference']]['summary']['ua']['mean']:.3f}",
         f">= +{TARGET_GAIN * 100:.0f} UA points, significant",
         v["mean_difference"] >= TARGET_GAIN and v["significant"],
@@ -349,8 +353,7 @@ def summary(rows: list[dict]) -> list[dict]:
                 "accuracy: best emo audio configuration vs the best per-speaker-standardised reference",
                 f"{how}: {best['name']} vs {strongest['name']}",
                 d["mean_difference"],
-                f"{d['mean_difference'] * 100:+.1f} UA points [{d['ci'][0] * 100:+.1f}, {d['ci'][1] * 100:+.1f}], "
-                f"p {_p(d['t_p'])}",
+                f"{_points(d)}, p {_p(d['t_p'])}",
                 "report (not a target: the references of the issue standardise on the training clips)",
                 None,
             ))  # fmt: skip

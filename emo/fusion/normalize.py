@@ -70,20 +70,19 @@ def standardize_per_speaker(modality: ModalityInput, speakers: np.ndarray) -> Mo
     x = modality.x.copy()
     for speaker in np.unique(speakers):
         rows = speakers == speaker
-        values = x[rows][modality.mask[rows]]
-        if values.size == 0:
-            continue
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: fitted features, kept as NaN
-            mean = np.nanmean(values, axis=0)
-            std = np.nanstd(values, axis=0)
-        known = np.isfinite(mean)
-        std = np.where(np.isfinite(std) & (std > 1e-8), std, 1.0)
+            std = Standardizer.fit(modality, rows)  # mean 0 / std 1 where a column has no finite value
         block = x[rows]
-        z = (block - np.where(known, mean, 0.0)) / np.where(known, std, 1.0)
-        present = modality.mask[rows][..., None]
-        x[rows] = np.where(present, z, block).astype(np.float32)
+        z = (block - std.mean) / std.std
+        x[rows] = np.where(modality.mask[rows][..., None], z, block).astype(np.float32)
     return ModalityInput(modality.name, modality.kind, modality.features, modality.dims, x, modality.mask)
+
+
+def few_clip_speakers(speakers: np.ndarray) -> dict[str, int]:
+    """Speakers (``""``: clips without a speaker id) with fewer than ``MIN_SPEAKER_CLIPS`` clips, and their counts."""
+    names, counts = np.unique(speakers, return_counts=True)
+    return {str(s): int(n) for s, n in zip(names, counts, strict=True) if n < MIN_SPEAKER_CLIPS}
 
 
 def speaker_standardized(data: FusionData) -> FusionData:

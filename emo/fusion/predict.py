@@ -21,7 +21,7 @@ from emo.fusion.checkpoint import Checkpoint, load_checkpoint
 from emo.fusion.data import FITTED_FEATURES, load_fusion_data
 from emo.fusion.fitted import FITTED
 from emo.fusion.labels import LabelChoice
-from emo.fusion.normalize import MIN_SPEAKER_CLIPS, speaker_standardized
+from emo.fusion.normalize import MIN_SPEAKER_CLIPS, few_clip_speakers, speaker_standardized
 from emo.fusion.train import Prepared, predict_proba
 
 
@@ -114,8 +114,7 @@ def _speaker_standardized(ckpt: Checkpoint, data: Any) -> Any:
     zeros, and a handful give statistics that say little about the speaker."""
     if ckpt.config.get("standardize", "global") != "speaker":
         return data
-    counts = dict(zip(*np.unique(data.speakers, return_counts=True), strict=True))
-    few = {s: int(n) for s, n in counts.items() if n < MIN_SPEAKER_CLIPS}
+    few = few_clip_speakers(data.speakers)
     if few:
         named = ", ".join(f"{s or 'clips without a speaker id'} ({n})" for s, n in sorted(few.items())[:5])
         raise UsageError(

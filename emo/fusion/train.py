@@ -28,7 +28,13 @@ from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams
 from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
-from emo.fusion.normalize import MIN_SPEAKER_CLIPS, Standardizer, resolve_standardize, speaker_standardized
+from emo.fusion.normalize import (
+    MIN_SPEAKER_CLIPS,
+    Standardizer,
+    few_clip_speakers,
+    resolve_standardize,
+    speaker_standardized,
+)
 from emo.fusion.splits import Split, explain_protocol, make_splits
 
 log = logging.getLogger(__name__)
@@ -210,13 +216,13 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     if resolve_standardize(config.standardize, protocol) == "speaker":
         # statistics of all of a speaker's clips, labelled or not: no label is read
         labelled = speaker_standardized(data).subset(data.labelled)
-        names, counts = np.unique(data.speakers, return_counts=True)
-        log.info("features standardised per speaker (%d speakers)", names.size)
-        few = [f"{s or 'no speaker id'} ({n})" for s, n in zip(names, counts, strict=True) if n < MIN_SPEAKER_CLIPS]
+        log.info("features standardised per speaker (%d speakers)", np.unique(data.speakers).size)
+        few = few_clip_speakers(data.speakers)
         if few:
             log.warning(
                 "per-speaker standardisation: %s have fewer than %d clips (statistics of few clips are unreliable; "
-                "emo predict refuses such speakers)", ", ".join(few), MIN_SPEAKER_CLIPS,
+                "emo predict refuses such speakers)",
+                ", ".join(f"{s or 'no speaker id'} ({n})" for s, n in few.items()), MIN_SPEAKER_CLIPS,
             )
     if config.method == "speech-cnn" and set(labelled.inputs) != {"audio"}:
         raise UsageError("--method speech-cnn is an audio-only head: use --modalities audio")

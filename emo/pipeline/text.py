@@ -157,8 +157,8 @@ def weights_sha256(model: str | os.PathLike[str], what: str = "text model") -> s
     return hashlib.sha256("\n".join(identity["sha256"]).encode()).hexdigest()
 
 
-def _json_file(path: Path) -> dict[str, Any]:
-    """A model directory's JSON file as a dict ({} when the file is absent)."""
+def model_json(path: Path) -> dict[str, Any]:
+    """A model directory's JSON file as a dict ({} when the file is absent); any transformers model's."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -173,13 +173,13 @@ def _json_file(path: Path) -> dict[str, Any]:
 def _describe(
     model_name: str, model_dir: Path, source: str, max_length: int, weights: dict[str, Any]
 ) -> dict[str, Any]:
-    config = _json_file(model_dir / "config.json")
+    config = model_json(model_dir / "config.json")
     missing = [key for key in ("model_type", "hidden_size") if key not in config]
     if missing:
         raise MissingModelError(
             f"text model {model_dir}: config.json has no {', '.join(missing)} (not a transformers encoder config)"
         )
-    tokenizer = _json_file(model_dir / "tokenizer_config.json")
+    tokenizer = model_json(model_dir / "tokenizer_config.json")
     model_type = str(config["model_type"])
     return {
         "model": model_name,

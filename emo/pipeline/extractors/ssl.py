@@ -37,23 +37,12 @@ WINDOW_S = 30.0
 WHAT = "speech encoder"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise MissingModelError(f"cannot read {path}: {exc}") from exc
-
-
 def describe_speech_model(model: str, layer: str) -> dict[str, Any]:
     """The encoder's provenance read from its files (no torch import): type, layers, frame rate, weights."""
-    from emo.pipeline.text import resolve_text_model, weights_identity
+    from emo.pipeline.text import model_json, resolve_text_model, weights_identity
 
     model_dir, source = resolve_text_model(model, WHAT)
-    config = _read_json(model_dir / "config.json")
+    config = model_json(model_dir / "config.json")
     model_type = str(config.get("model_type", ""))
     if model_type not in SPEECH_MODEL_TYPES:
         raise UsageError(
@@ -65,7 +54,7 @@ def describe_speech_model(model: str, layer: str) -> dict[str, Any]:
             f"{WHAT} {model_dir} has no preprocessor_config.json: the feature extractor (sampling rate, input "
             "normalisation) is part of the model; save it with the model (feature_extractor.save_pretrained)"
         )
-    preprocessor = _read_json(model_dir / "preprocessor_config.json")
+    preprocessor = model_json(model_dir / "preprocessor_config.json")
     strides = [int(s) for s in config.get("conv_stride", [5, 2, 2, 2, 2, 2, 2])]
     kernels = [int(k) for k in config.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2])]
     hop, field = 1, 1
@@ -94,6 +83,8 @@ def describe_speech_model(model: str, layer: str) -> dict[str, Any]:
 
 def cached_models() -> list[str]:
     """Speech encoders in the local Hugging Face cache that ``--features ssl`` can read (repo ids)."""
+    from emo.pipeline.text import model_json
+
     try:
         from huggingface_hub import scan_cache_dir
 
@@ -105,7 +96,7 @@ def cached_models() -> list[str]:
         if repo.repo_type != "model":
             continue
         for revision in repo.revisions:
-            config = _read_json(Path(revision.snapshot_path) / "config.json")
+            config = model_json(Path(revision.snapshot_path) / "config.json")
             if config.get("model_type") in SPEECH_MODEL_TYPES:
                 out.append(repo.repo_id)
                 break
