@@ -75,6 +75,7 @@ class Config:
     estimator: Callable[[], Any] | None = None  # reference: a fresh scikit-learn estimator
     standardize: str = "global"  # reference: "global" (training clips) or "speaker"
     skip: str = ""  # why the configuration cannot run on this store
+    store: str = "default"  # "default": emo extract's defaults; "untrimmed": --trim-silence off (ablation)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,13 +93,15 @@ def ssl_model() -> str | None:
     return models[0] if models else None
 
 
-def extract(data: Path, with_ssl: str | None) -> Path:
-    """The store of ``data`` for this extraction config, extracted once (cached by its config hash)."""
+def extract(data: Path, with_ssl: str | None, trim: bool = True) -> Path:
+    """The store of ``data`` for this extraction config, extracted once (cached by its config hash); ``trim``
+    False extracts with ``--trim-silence off``."""
     from emo.features_store import FeatureStore
     from emo.pipeline.config import ExtractionConfig
 
     features = (*FEATURES, "ssl") if with_ssl else FEATURES
-    config = ExtractionConfig(features=tuple(sorted(features)), **({"audio_model": with_ssl} if with_ssl else {}))
+    config = ExtractionConfig(features=tuple(sorted(features)), **({"audio_model": with_ssl} if with_ssl else {}),
+                              **({} if trim else {"trim_silence_db": None}))  # fmt: skip
     n_files = sum(1 for _ in data.glob("03-01-*"))
     store = CACHE / f"ravdess-speech-{config.hash()}.zarr"
     if store.exists():
@@ -113,6 +116,8 @@ def extract(data: Path, with_ssl: str | None) -> Path:
            "--features", ",".join(features), "--workers", "2", "-q"]  # fmt: skip
     if with_ssl:
         cmd += ["--audio-model", with_ssl]
+    if not trim:
+        cmd += ["--trim-silence", "off"]
     started = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     log(f"accuracy: extracted {n_files} clips in {time.perf_counter() - started:.0f} s into {store.name}")
@@ -163,6 +168,15 @@ def configurations(quick: bool, seeds: int, encoder_name: str | None, heavy: boo
                        standardize="speaker"))
     rows.append(Config("svm-egemaps-per-speaker", "diagnostic", "svm-egemaps with per-speaker standardisation",
                        feature="audio/egemaps", estimator=lambda: SVC(), standardize="speaker"))
+    # what trimming the silence did: the default head and the references on a store extracted without it (the
+    # references there compete for "best reference" too, so the baseline is the better of the two stores)
+    rows.append(Config("attention-untrimmed", "emo", "the plain attention default on a store extracted with "
+                       "--trim-silence off (emo before the trimming)", TrainConfig(method="attention", **base),
+                       store="untrimmed"))
+    for feature, label in (("audio/egemaps", "egemaps"), ("audio/mfcc", "mfcc")):
+        for prefix, estimator in (("lr", lambda: LogisticRegression(max_iter=5000)), ("svm", lambda: SVC())):
+            rows.append(Config(f"{prefix}-{label}-untrimmed", "reference", f"{prefix}-{label} on the "
+                               "--trim-silence off store", feature=feature, estimator=estimator, store="untrimmed"))
     for row in rows:
         if row.name in HEAVY and not heavy and not row.skip:
             row.skip = ("a 2-D CNN over 400 log-mel frames: ~35 s per epoch on 2 CPU cores, hours for 12 runs; "
@@ -227,7 +241,14 @@ def run(
         log(f"accuracy: skipped, RAVDESS speech recordings not found (--data, ${DATA_ENV}, {DEFAULT_DATA})")
         return []
     encoder = ssl_model()
-    fs = FeatureStore.open(str(extract(where, encoder)))
+    stores: dict[str, Any] = {}
+
+    def store(name: str) -> Any:
+        if name not in stores:
+            stores[name] = FeatureStore.open(str(extract(where, encoder if name == "default" else None,
+                                                         trim=name == "default")))  # fmt: skip
+        return stores[name]
+
     rows = []
     for config in configurations(quick, seeds, encoder, heavy):
         if config.train is not None:
@@ -241,6 +262,7 @@ def run(
             continue
         started = time.perf_counter()
         try:
+            fs = store(config.store)
             runs = _runs_of_reference(fs, config, seeds) if config.estimator else _runs_of_emo(fs, config.train)
         except Exception as exc:  # noqa: BLE001 - one configuration that cannot run must not lose the others
             rows.append(row | {"skipped": f"{type(exc).__name__}: {exc}"})

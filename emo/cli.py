@@ -16,6 +16,7 @@ import click
 
 from emo import __version__
 from emo.errors import EmoError
+from emo.pipeline.config import TRIM_SILENCE_DB
 
 log = logging.getLogger("emo")
 
@@ -139,6 +140,14 @@ def cli() -> None:
     show_default=True,
     help="Loudness normalisation: peak to -1 dBFS or RMS to -20 dBFS (seed 001).",
 )
+@click.option(
+    "--trim-silence",
+    default=str(int(TRIM_SILENCE_DB)),
+    show_default=True,
+    metavar="DB|off",
+    help="Leave out leading and trailing audio quieter than DB below the clip's loudest frame from the audio "
+    "features (frame times stay clip times); 'off' keeps it.",
+)
 @click.option("--egemaps-lld", is_flag=True, help="Also store eGeMAPS low-level descriptors per frame.")
 @click.option("--fps", type=float, default=5.0, show_default=True, help="Video frames sampled per second.")
 @click.option("--face-min-size", type=int, default=20, show_default=True,
@@ -191,6 +200,7 @@ def extract(
     n_mels: int,
     denoise: str,
     normalize: str,
+    trim_silence: str,
     egemaps_lld: bool,
     fps: float,
     face_min_size: int,
@@ -226,6 +236,14 @@ def extract(
     except ValueError:
         raise click.BadParameter(f"expected three numbers such as 0.6,0.7,0.7, got {face_thresholds!r}",
                                  param_hint="--face-thresholds") from None
+    if trim_silence.strip().lower() in ("off", "none"):
+        trim_db = None
+    else:
+        try:
+            trim_db = float(trim_silence)
+        except ValueError:
+            raise click.BadParameter(f"expected a number of dB or 'off', got {trim_silence!r}",
+                                     param_hint="--trim-silence") from None
     config = ExtractionConfig(
         features=_comma_list(features) or default_tokens(),
         sample_rate=sample_rate,
@@ -237,6 +255,7 @@ def extract(
         align_steps=align_steps,
         denoise=denoise,
         normalize=normalize,
+        trim_silence_db=trim_db,
         egemaps_lld=egemaps_lld,
         fps=fps,
         face_min_size=face_min_size,

@@ -80,6 +80,22 @@ CLIP_COLUMNS: tuple[Column, ...] = (
         "video packets that failed to decode and were skipped; -1 when the video was not decoded",
         required=False,
     ),
+    Column(
+        "trim_start_s",
+        np.float64,  # float64: the frame times derived from it must be exactly those extraction used
+        np.nan,
+        "clip time (s) where the audio the audio features were computed from starts: after the leading silence "
+        "that --trim-silence removed, 0 when none was; NaN when the audio was not decoded or in older stores",
+        required=False,
+    ),
+    Column(
+        "trim_end_s",
+        np.float64,
+        np.nan,
+        "clip time (s) where that audio ends: before the trailing silence --trim-silence removed, decoded_s_audio "
+        "when none was; NaN when the audio was not decoded or in older stores",
+        required=False,
+    ),
     Column("source_path", str, "", "media path relative to the dataset root"),
     Column("source_sha256", str, "", "sha256 of the media file's bytes"),
     Column("status_audio", str, "", "ok | missing | failed | skipped"),

@@ -25,8 +25,8 @@ def grid_description(steps: int) -> dict[str, Any]:
         "(the stream's own decoded length where the container's is unknown)",
         "values": "mean of the frames whose time lies inside the segment; without one, the nearest frame "
         "within half a segment of its edges; else mask False and zeros",
-        "frame_times": "frame k of a group at k / frame_rate_hz + frame_offset_s (faces: the k-th sampled frame, "
-        "at k / fps)",
+        "frame_times": "frame k of a group at k / frame_rate_hz + frame_offset_s, plus clips/trim_start_s for audio "
+        "groups whose leading silence was trimmed (faces: the k-th sampled frame, at k / fps)",
     }
 
 

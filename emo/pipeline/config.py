@@ -26,6 +26,12 @@ FEATURE_TOKENS = ("egemaps", "face", "faces", "mel", "mfcc", "summary", "text")
 NAMED_WEIGHTS = ("imagenet", "random")
 
 
+#: Leading and trailing audio quieter than this many dB below the clip's loudest frame is left out of the audio
+#: features (``--trim-silence``): on RAVDESS about half of every clip is silence before and after the sentence.
+TRIM_SILENCE_DB = 30.0
+#: Field absent from configs written before trimming existed (those stores were not trimmed: read as None).
+TRIM_FIELD = "trim_silence_db"
+
 #: Fields of the opt-in ``ssl`` token: part of a config (and its hash) only when ``ssl`` is extracted.
 SSL_FIELDS = ("audio_model", "audio_layer", "audio_weights_sha256")
 
@@ -33,7 +39,8 @@ SSL_FIELDS = ("audio_model", "audio_layer", "audio_weights_sha256")
 @dataclass(frozen=True)
 class ExtractionConfig:
     """What to compute and how. Defaults follow DESIGN.md §4 (25 ms / 10 ms frames, 40 MFCC, 128 mels,
-    5 fps, MTCNN with facenet-pytorch's thresholds, 224x224 aligned faces, ResNet-18 ImageNet, MiniLM text)."""
+    5 fps, MTCNN with facenet-pytorch's thresholds, 224x224 aligned faces, ResNet-18 ImageNet, MiniLM text),
+    plus the trimming of leading and trailing silence below 30 dB under the clip's peak before audio features."""
 
     features: tuple[str, ...] = FEATURE_TOKENS
     sample_rate: int = 16000
@@ -48,6 +55,7 @@ class ExtractionConfig:
     align_steps: int = 32
     denoise: str = "none"  # seed 001's spectral subtraction before feature extraction
     normalize: str = "none"  # peak: to -1 dBFS; rms: to -20 dBFS (seed 001's amplitude normalisation)
+    trim_silence_db: float | None = TRIM_SILENCE_DB  # None: keep the leading and trailing silence
     egemaps_lld: bool = False  # also store eGeMAPS low-level descriptors as a sequence (audio/egemaps_lld)
     # video: frame sampling, MTCNN, alignment (benchmarks/faces.py measured these defaults)
     fps: float = 5.0
@@ -81,6 +89,10 @@ class ExtractionConfig:
             raise UsageError(f"unknown --denoise {self.denoise!r}; choose one of: {', '.join(DENOISE_METHODS)}")
         if self.normalize not in NORMALIZE_METHODS:
             raise UsageError(f"unknown --normalize {self.normalize!r}; choose one of: {', '.join(NORMALIZE_METHODS)}")
+        if self.trim_silence_db is not None:
+            if not self.trim_silence_db > 0:
+                raise UsageError(f"--trim-silence must be a positive number of dB or 'off', got {self.trim_silence_db}")
+            object.__setattr__(self, "trim_silence_db", float(self.trim_silence_db))
         if self.mfcc_deltas not in (0, 1, 2):
             raise UsageError("mfcc_deltas must be 0, 1 or 2")
         if self.align_steps < 1:
@@ -126,6 +138,8 @@ class ExtractionConfig:
         if "ssl" not in self.features:
             for key in SSL_FIELDS:
                 del d[key]
+        if self.trim_silence_db is None:
+            del d[TRIM_FIELD]  # the configs of stores written before trimming existed keep their hash
         return d
 
     @classmethod
@@ -136,6 +150,7 @@ class ExtractionConfig:
         if unknown:
             raise UsageError(f"extraction config has keys this emo does not know: {', '.join(sorted(unknown))}")
         values = dict(data)
+        values.setdefault(TRIM_FIELD, None)
         if "features" in values:
             values["features"] = tuple(values["features"])
         if "face_thresholds" in values:

@@ -18,7 +18,7 @@ STAGES = {
     "model load": "building and warming up the extractors' models, once per worker process",
     "hash + probe": "sha256 of the media file and opening its container",
     "decode audio": "FFmpeg decode and resample to mono float at the configured rate",
-    "audio features": "denoise/normalise, MFCC, log-mel, eGeMAPS",
+    "audio features": "denoise, silence trimming, normalise, MFCC, log-mel, eGeMAPS",
     "decode video": "FFmpeg decode of every frame, RGB conversion of the sampled ones",
     "face detection": "MTCNN on the sampled frames (downscale, detect, refine)",
     "face alignment": "similarity warp of each found face to the template",

@@ -10,6 +10,7 @@ import numpy as np
 from emo.features_store.schema import FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.extractors.base import Clip, Extractor, register
+from emo.pipeline.extractors.mel import cleanup_params
 
 if TYPE_CHECKING:
     import opensmile
@@ -53,8 +54,7 @@ class EgemapsExtractor(Extractor):
                 "feature_set": smile.feature_set.value,
                 "feature_level": smile.feature_level.value,
                 "sample_rate_hz": self.config.sample_rate,
-                "denoise": self.config.denoise,
-                "normalize": self.config.normalize,
+                **cleanup_params(self.config),
             },
             "feature_names": list(smile.feature_names),
             "license": "openSMILE binary: audEERING research license",
@@ -88,6 +88,5 @@ class EgemapsExtractor(Extractor):
         if self.lld is not None:
             frames = self.lld.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
             times = np.arange(len(frames)) / LLD_FRAME_RATE_HZ + LLD_FRAME_OFFSET_S
-            duration = clip.grid_duration(clip.audio.size / clip.sample_rate)
-            out |= derive(self.lld_path, frames, self.config.align_steps, times=times, duration=duration)
+            out |= derive(self.lld_path, frames, self.config.align_steps, **clip.audio_grid(times))
         return out

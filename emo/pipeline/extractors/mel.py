@@ -47,12 +47,29 @@ def clip_log_mel(clip: Clip, config: ExtractionConfig) -> np.ndarray:
     return clip.cached("log_mel", lambda: log_mel(clip.audio, config))
 
 
+def cleanup_params(config: ExtractionConfig) -> dict[str, object]:
+    """The audio clean-up before any audio feature (``emo.pipeline.audio.preprocess``), for provenance."""
+    from emo.pipeline.audio import TRIM_FRAME_LENGTH, TRIM_HOP_LENGTH
+
+    out: dict[str, object] = {"denoise": config.denoise, "normalize": config.normalize}
+    if config.trim_silence_db is not None:
+        out["trim_silence"] = {
+            "method": "librosa.effects.trim (leading and trailing frames only)",
+            "top_db": config.trim_silence_db,
+            "ref": "the clip's loudest frame",
+            "frame_length": TRIM_FRAME_LENGTH,
+            "hop_length": TRIM_HOP_LENGTH,
+            "times": "frame times are clip times: clips/trim_start_s is added to every audio frame's time",
+        }
+    return out
+
+
 def audio_provenance(config: ExtractionConfig, extractor: str, **params: object) -> dict[str, object]:
     """Attributes shared by the audio feature arrays (librosa frames are centred: frame k at k * hop)."""
     return {
         "extractor": extractor,
         "extractor_version": f"librosa {importlib.metadata.version('librosa')}",
-        "params": {**params, "denoise": config.denoise, "normalize": config.normalize},
+        "params": {**params, **cleanup_params(config)},
         "sample_rate_hz": config.sample_rate,
         "frame_rate_hz": config.sample_rate / config.hop_length,
         "frame_offset_s": 0.0,
@@ -62,9 +79,7 @@ def audio_provenance(config: ExtractionConfig, extractor: str, **params: object)
 
 def frame_grid(clip: Clip, n_frames: int, config: ExtractionConfig) -> dict[str, object]:
     """``derive``'s time-grid arguments for ``n_frames`` centred librosa frames of the clip's audio."""
-    hop_s = config.hop_length / config.sample_rate
-    own = clip.audio.size / config.sample_rate if clip.audio is not None else n_frames * hop_s
-    return {"times": np.arange(n_frames) * hop_s, "duration": clip.grid_duration(own)}
+    return clip.audio_grid(np.arange(n_frames) * config.hop_length / config.sample_rate)
 
 
 @register

@@ -27,6 +27,7 @@ from emo.features_store.schema import FeatureSpec, SequenceSpec
 from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors.base import Clip, Extractor, register, worker_resource
+from emo.pipeline.extractors.mel import cleanup_params
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class SslExtractor(Extractor):
             "frame_rate_hz": d["sampling_rate"] / d["hop_samples"],
             "frame_offset_s": (d["receptive_field_samples"] - 1) / 2 / d["sampling_rate"],
             "window_s": WINDOW_S,
+            "params": cleanup_params(self.config),
             "time_grid": grid_description(self.config.align_steps),
         }
         return [SequenceSpec(self.path, {"values": (int(d["hidden_size"]),)}, steps=self.config.align_steps,
@@ -233,6 +235,4 @@ class SslExtractor(Extractor):
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:
         encoder = self.encoder()
         frames = encoder.encode(clip.audio)
-        own = clip.audio.size / self.config.sample_rate
-        times = encoder.frame_times(len(frames))
-        return derive(self.path, frames, self.config.align_steps, times=times, duration=clip.grid_duration(own))
+        return derive(self.path, frames, self.config.align_steps, **clip.audio_grid(encoder.frame_times(len(frames))))
