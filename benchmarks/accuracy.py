@@ -10,7 +10,8 @@ references, every configuration on the same speaker-grouped folds.
 Data: ``../shared/data/ravdess-speech`` (720 recordings of actors 01-12, 8 emotions; licence in its README),
 extracted once with ``emo extract --features mfcc,mel,egemaps`` (plus ``ssl`` when a speech encoder's weights
 are in the local Hugging Face cache) into ``data/bench/ravdess-speech-<config hash>.zarr`` and reused while
-the extraction config is the same.
+the extraction config is the same; a second store with ``--trim-silence off`` holds the ablation rows (the
+default head and the references without the silence trimming; those references compete for "best" too).
 
 Protocol: the folds are emo's own speaker-grouped folds (``emo.fusion.splits.make_splits``, speaker split,
 4 folds, seeds 0..S-1: with 12 actors every test fold holds 3 actors no training clip comes from). emo's

@@ -517,8 +517,8 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="A paper's configuration (head, features, front-ends, selector, epochs, batch size, "
                      "learning rate and schedule, classes, metrics); flags given explicitly override it. The README "
                      "lists what each sets and every deviation from the paper."),
-        click.option("--modalities", help="Comma-separated modalities to use (audio,video,text; default: all "
-                     "with features)."),
+        click.option("--modalities", help="Comma-separated modalities to use (audio,video,text; default: those "
+                     "the method's paper fuses that the store has, named in the run summary)."),
         click.option("--features", help="Comma-separated store paths, e.g. audio/mfcc,audio/egemaps,video/summary."),
         click.option("--selector", default="none", show_default=True,
                      help="Feature selection fitted on each training split: none|l1|tree|zebra selects once on "

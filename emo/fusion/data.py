@@ -200,8 +200,10 @@ def resolve_features(
     modalities: Sequence[str] | None,
     features: Sequence[str] | None,
     kinds: Mapping[str, str],
+    default_modalities: Sequence[str] = MODALITIES,
 ) -> dict[str, list[str]]:
-    """Feature paths per modality: the explicit ``features`` grouped by modality, else the defaults."""
+    """Feature paths per modality: the explicit ``features`` grouped by modality, else the default features of
+    ``modalities`` (an error for one the store lacks) or of those of ``default_modalities`` the store has."""
     if modalities:
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
@@ -224,7 +226,7 @@ def resolve_features(
             raise UsageError(f"--features gives nothing for modality {', '.join(missing)}")
         return chosen
     available = set(_feature_names(fs))
-    for modality in modalities or MODALITIES:
+    for modality in modalities or default_modalities:
         kind = base_kind(kinds.get(modality, "vector"))
         if (modality, kind) not in DEFAULT_FEATURES:
             raise UsageError(f"this method reads {modality} as {kind}, which emo has no default features for")

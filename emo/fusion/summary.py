@@ -7,7 +7,8 @@ from typing import Any
 from rich.table import Table
 
 from emo.features_store.info import result_console
-from emo.fusion.train import TrainResult
+from emo.fusion.heads import paper_modalities
+from emo.fusion.train import TrainConfig, TrainResult
 
 METRICS = (
     ("accuracy", "accuracy (WA)"),
@@ -28,6 +29,13 @@ WEIGHTED_METRICS = (
 )
 
 
+def _default_modalities(config: TrainConfig) -> str:
+    """Where the modalities came from when the user did not choose them."""
+    if config.modalities or config.features:
+        return ""
+    return f" (no --modalities: those {config.method}'s paper fuses, {', '.join(paper_modalities(config.method))})"
+
+
 def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
     console = result_console()
     sizes = result.reference.split.sizes()
@@ -35,7 +43,8 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
         f"{result.config.method} on {result.data.store.get('location')}: {len(result.runs)} run(s), "
         f"{result.protocol} split ({result.protocol_reason}; train {sizes['train']}, val {sizes['val']}, "
         f"test {sizes['test']} clips), "
-        f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}, "
+        f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}"
+        f"{_default_modalities(result.config)}, "
         f"standardised {'per speaker' if result.data.standardize == 'speaker' else 'on the training split'}",
         highlight=False,
     )

@@ -24,7 +24,7 @@ from emo.features_store import FeatureStore
 from emo.features_store.schema import MODALITIES
 from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
 from emo.fusion.fitted import FITTED
-from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams
+from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams, paper_modalities
 from emo.fusion.labels import LabelChoice
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
@@ -206,7 +206,7 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     """The store's features for this method, labelled clips only; standardised per speaker when
     ``config.standardize`` resolves to it (``data.standardize`` says which)."""
     kinds = input_kinds(config.method, config.hparams)
-    features = resolve_features(fs, config.modalities, config.features, kinds)
+    features = resolve_features(fs, config.modalities, config.features, kinds, paper_modalities(config.method))
     widths = {f: FITTED[f].width(config.fitted_params(f)) for f in FITTED}
     data = load_fusion_data(fs, features, kinds, fitted_dims=widths, labels=config.labels)
     labelled = data.subset(data.labelled)

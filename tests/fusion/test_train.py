@@ -193,12 +193,27 @@ def test_training_is_deterministic_and_standardisation_sees_only_train(store: Pa
 
 
 def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
-    for method in ("late", "label-fusion", "cnn", "bilstm-sa", "hierarchical"):
+    # without --modalities each method fuses what its paper fuses: seed 001's heads and seed 003's cross-tucker
+    # audio and video, seed 000's and seed 002's all three (the store has text too)
+    paper = {"cnn": {"audio", "video"}, "bilstm-sa": {"audio", "video"}, "cross-tucker": {"audio", "video"}}
+    for method in ("late", "label-fusion", "cnn", "bilstm-sa", "hierarchical", "cross-tucker"):
         # label fusion's per-modality classifiers and its fusion layer learn slower (0.50 at 8 epochs, 0.73 at 20)
         result = train(store, quick(method, epochs=20 if method == "label-fusion" else 8))
         assert result.summary["accuracy"]["mean"] > 0.5, method  # chance is 1/3
-    result = train(store, quick("cross-tucker", epochs=8, modalities=("audio", "video")))
-    assert result.summary["accuracy"]["mean"] > 0.5
+        assert set(result.data.inputs) == paper.get(method, {"audio", "video", "text"}), method
+
+
+def test_the_run_summary_says_where_the_modalities_came_from(store: Path, tmp_path: Path) -> None:
+    proc = run_emo("fuse", "--store", str(store), "--method", "cross-tucker", "--epochs", "1", "--split", "speaker",
+                   "-o", str(tmp_path / "run"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = " ".join(proc.stdout.split())
+    assert "(no --modalities: those cross-tucker's paper fuses, audio, video)" in summary, proc.stdout
+    assert set(json.loads((tmp_path / "run" / "metrics.json").read_text())["modalities"]) == {"audio", "video"}
+    proc = run_emo("fuse", "--store", str(store), "--method", "early", "--modalities", "audio", "--epochs", "1",
+                   "--split", "speaker", "-o", str(tmp_path / "run2"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no --modalities" not in proc.stdout
 
 
 def test_fuse_and_compare_cli(store: Path, tmp_path: Path) -> None:

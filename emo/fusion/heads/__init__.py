@@ -51,6 +51,11 @@ def head_hparams(method: str) -> dict[str, Any]:
     }
 
 
+def paper_modalities(method: str) -> tuple[str, ...]:
+    """The modalities the paper of ``method`` fuses: what it trains on when ``--modalities`` is not given."""
+    return _lookup(method).paper_modalities
+
+
 def build_head(method: str, dims: Mapping[str, int], n_classes: int, **hparams: Any) -> FusionHead:
     """Instantiate the head registered as ``method``; ``hparams`` may include ``steps``.
 
@@ -89,4 +94,5 @@ __all__ = [
     "TuckerFusion",
     "build_head",
     "head_hparams",
+    "paper_modalities",
 ]

@@ -68,6 +68,8 @@ class FusionHead(nn.Module):
     input_kind: ClassVar[str] = "vector"
     has_modality_weights: ClassVar[bool] = False
     accepts_dialogue: ClassVar[bool] = False
+    #: the modalities its paper fuses: what ``emo fuse`` uses without ``--modalities`` (those the store has)
+    paper_modalities: ClassVar[tuple[str, ...]] = ("audio", "video", "text")
 
     def __init__(self, dims: Mapping[str, int], n_classes: int, steps: int | None = None) -> None:
         super().__init__()

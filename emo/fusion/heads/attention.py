@@ -99,6 +99,8 @@ class AttentionFusionHead(FusionHead):
     """
 
     input_kind = "vector"
+    # seed 000's attention fusion of all three (seed 004, whose equations this is, fuses speech and text)
+    paper_modalities = ("audio", "video", "text")
     has_modality_weights = True
     accepts_dialogue = True
 

@@ -26,6 +26,7 @@ class BiLSTMHead(FusionHead):
     """
 
     input_kind = "sequence"
+    paper_modalities = ("audio", "video")  # seed 001 fuses audio and visual features
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ class CNN1DHead(FusionHead):
     """
 
     input_kind = "sequence"
+    paper_modalities = ("audio", "video")  # seed 001's baseline on its audio-visual features
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ class CrossModalTuckerHead(FusionHead):
     """
 
     input_kind = "sequence"
+    paper_modalities = ("audio", "video")  # seed 003: mel audio and face frames
 
     def __init__(
         self,

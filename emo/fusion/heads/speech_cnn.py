@@ -121,6 +121,7 @@ class SpeechCNNHead(FusionHead):
     """
 
     input_kind = "sequence"
+    paper_modalities = ("audio",)  # seed 004's speech module on its own
 
     def __init__(
         self,
