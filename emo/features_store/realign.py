@@ -97,6 +97,9 @@ def realign_store(store: str | StoreLocation, storage_options: dict[str, Any] | 
         trim_start = np.zeros(rows)  # where each clip's audio frames start (a store with trimmed silence)
         if "clips/trim_start_s" in group:
             trim_start = np.nan_to_num(np.asarray(group["clips/trim_start_s"][:rows], dtype=np.float64))
+        decoded = np.full(rows, np.nan)  # the stream's own length, the grid's when the container's is unknown
+        if "clips/decoded_s_audio" in group:
+            decoded = np.asarray(group["clips/decoded_s_audio"][:rows], dtype=np.float64)
         approximate = False
         face_times = face_offsets = None
         if f"{FACES}/offsets" in group:
@@ -105,7 +108,9 @@ def realign_store(store: str | StoreLocation, storage_options: dict[str, Any] | 
                 _write_face_times(group, face_times, chunk_rows)
         done = []
         for path in _sequence_groups(group):
-            _realign_group(group, path, rows, steps, chunk_rows, durations, trim_start, face_times, face_offsets)
+            _realign_group(
+                group, path, rows, steps, chunk_rows, durations, trim_start, decoded, face_times, face_offsets
+            )
             done.append(path)
             log.info("realigned %s (%d clips)", path, rows)
         group.attrs.update(
@@ -126,6 +131,7 @@ def _realign_group(
     chunk_rows: int,
     durations: np.ndarray,
     trim_start: np.ndarray,
+    decoded: np.ndarray,
     face_times: np.ndarray | None,
     face_offsets: np.ndarray | None,
 ) -> None:
@@ -157,7 +163,7 @@ def _realign_group(
                 own = float(face_times[int(face_offsets[i + 1]) - 1]) + 1 / fps if b > a else 0.0
             else:
                 times = np.arange(len(frames)) / rate + offset_s + trim_start[i]
-                own = trim_start[i] + len(frames) / rate
+                own = decoded[i] if np.isfinite(decoded[i]) else trim_start[i] + len(frames) / rate
             duration = durations[i] if np.isfinite(durations[i]) and durations[i] > 0 else own
             out[i - start], out_mask[i - start] = align_on_grid(frames, times, duration, steps)
         aligned[start:stop] = out.reshape(aligned[start:stop].shape)

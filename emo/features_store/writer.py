@@ -426,8 +426,11 @@ def _check_compatible(
             f"{k}: store has {_lookup(old.get('config', {}), k)!r}, now {_lookup(extraction['config'], k)!r}"
             for k in diffs[:8]
         )
+        hint = ""
+        if "trim_silence_db" in diffs and "trim_silence_db" not in old.get("config", {}):
+            hint = " (the store predates --trim-silence: resume it with --trim-silence off)"
         raise UsageError(
-            f"{location.display} was extracted with a different configuration ({detail}); "
+            f"{location.display} was extracted with a different configuration ({detail}){hint}; "
             "use the same options to resume, --overwrite to start again, or another -o"
         )
     if list(attrs.get("labels", [])) != list(labels):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from emo.features_store import FeatureStore
-from emo.fusion.heads import build_head
+from emo.fusion.heads import build_head, paper_modalities
 from emo.fusion.reports import plot_comparison
 from emo.fusion.run_dir import prepare_run_dir, write_run
 from emo.fusion.significance import compare_methods
@@ -86,7 +86,8 @@ def compare(
     cache: dict[str, Any] = {}
     datasets = []
     for _name, config in entries:  # read and validate everything before the first epoch
-        key = json.dumps([input_kinds(config.method, config.hparams), config.modalities, config.features])
+        modalities = config.modalities or (None if config.features else paper_modalities(config.method))
+        key = json.dumps([input_kinds(config.method, config.hparams), modalities, config.features])
         if key not in cache:
             cache[key] = prepare_data(fs, config)
         data = cache[key]

@@ -244,6 +244,11 @@ def resolve_features(
             continue
         chosen[modality] = defaults
     if not chosen:
+        if not modalities and tuple(default_modalities) != MODALITIES:
+            raise UsageError(
+                f"the store has no {' or '.join(default_modalities)} features, the modalities this method's paper "
+                f"fuses (it has: {', '.join(sorted(available)) or 'none'}); choose others with --modalities"
+            )
         raise UsageError(f"the store has no features to train on: {', '.join(sorted(available)) or 'none'}")
     return chosen
 
@@ -253,9 +258,14 @@ def base_kind(kind: str) -> str:
     return kind.split(":", 1)[0]
 
 
-def frames_view(seq: np.ndarray, spec: FrameInput) -> tuple[np.ndarray, np.ndarray]:
+def frames_view(
+    seq: np.ndarray, spec: FrameInput, span: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One clip's frames [n, D] as ``spec.length`` frames and their mask: the first ones (``crop``, padded with
-    masked zeros) or linearly interpolated over the whole clip (``resample``; a clip without frames is masked)."""
+    masked zeros) or linearly interpolated over the whole clip (``resample``; a clip without frames is masked).
+    ``span`` (start, end), fractions of the clip, is where the frames lie when they do not cover all of it
+    (silence trimmed at extraction): ``resample`` places them there in clip time and masks the rest, so output
+    frame j still describes the j-th part of the clip."""
     seq = seq.reshape(len(seq), int(np.prod(seq.shape[1:]))).astype(np.float32, copy=False)
     out = np.zeros((spec.length, seq.shape[1]), np.float32)
     mask = np.zeros(spec.length, bool)
@@ -268,6 +278,16 @@ def frames_view(seq: np.ndarray, spec: FrameInput) -> tuple[np.ndarray, np.ndarr
         return out, mask
     # frame j of the output sits at the centre of the j-th of ``length`` equal parts of the n input frames
     pos = np.clip((np.arange(spec.length) + 0.5) * n / spec.length - 0.5, 0, n - 1)
+    if span is not None:
+        start, end = span
+        t = (np.arange(spec.length) + 0.5) / spec.length  # output frame centres, as fractions of the clip
+        mask[:] = (t >= start) & (t <= end)
+        pos = np.clip((t - start) / max(end - start, 1e-9) * n - 0.5, 0, n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        w = (pos - lo)[:, None].astype(np.float32)
+        out[mask] = (seq[lo] * (1 - w) + seq[hi] * w)[mask]
+        return out, mask
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
     w = (pos - lo)[:, None].astype(np.float32)
@@ -284,10 +304,33 @@ def _load_frames(fs: FeatureStore, path: str, spec: FrameInput) -> tuple[np.ndar
             f"this method reads the frames of {path}, which is a clip vector; give a frame feature such as "
             "audio/mel or audio/mfcc"
         )
-    views = [frames_view(s, spec) for s in fs.sequences(f"{group}/values")]
+    spans = _trimmed_spans(fs) if group.startswith("audio/") and spec.mode == "resample" else None
+    views = [
+        frames_view(s, spec, spans[i] if spans is not None else None)
+        for i, s in enumerate(fs.sequences(f"{group}/values"))
+    ]
     if not views:
         return np.zeros((0, spec.length, 0), np.float32), np.zeros((0, spec.length), bool)
     return np.stack([x for x, _ in views]), np.stack([m for _, m in views])
+
+
+def _trimmed_spans(fs: FeatureStore) -> list[tuple[float, float] | None] | None:
+    """Per clip, the part of the clip (start, end fractions) its audio frames cover when extraction trimmed the
+    silence around the speech (``--trim-silence``); None for a store extracted without trimming."""
+    if fs.config.get("trim_silence_db") is None:
+        return None
+    clips = fs.clips()
+    if "trim_start_s" not in clips:
+        return None
+    out: list[tuple[float, float] | None] = []
+    for start, end, duration, decoded in zip(clips["trim_start_s"], clips["trim_end_s"], clips["duration_s"],
+                                             clips["decoded_s_audio"], strict=True):  # fmt: skip
+        length = duration if np.isfinite(duration) and duration > 0 else decoded
+        if not (np.isfinite(start) and np.isfinite(end) and np.isfinite(length) and length > 0 and end > start):
+            out.append(None)
+        else:
+            out.append((float(start) / length, min(float(end) / length, 1.0)))
+    return out
 
 
 def _fitted_source(fs: FeatureStore, path: str) -> str:

@@ -264,11 +264,17 @@ def check_extraction(preset: Preset, store_config: Mapping[str, Any], location: 
             f"--preset {preset.name} needs a store extracted with {'; '.join(problems)}; {location} was not: "
             f"re-extract with {' '.join(flags)}"
         )
-    return [
+    unmet = [
         f"extracted without {key} {want} (the store has {store_config.get(key)})"
         for key, want in preset.prefers.items()
         if store_config.get(key) != want
     ]
+    if store_config.get("trim_silence_db") is not None:  # emo's default; none of the papers trims
+        unmet.append(
+            f"audio features without the silence around the speech (--trim-silence "
+            f"{store_config['trim_silence_db']:g}; the paper keeps it: extract with --trim-silence off to follow it)"
+        )
+    return unmet
 
 
 def preset_classes(preset: Preset, adapter: str) -> tuple[str, ...] | None:

@@ -29,11 +29,14 @@ WEIGHTED_METRICS = (
 )
 
 
-def _default_modalities(config: TrainConfig) -> str:
+def _default_modalities(config: TrainConfig, used: list[str]) -> str:
     """Where the modalities came from when the user did not choose them."""
     if config.modalities or config.features:
         return ""
-    return f" (no --modalities: those {config.method}'s paper fuses, {', '.join(paper_modalities(config.method))})"
+    paper = paper_modalities(config.method)
+    lacking = [m for m in paper if m not in used]
+    return (f" (no --modalities: those {config.method}'s paper fuses, {', '.join(paper)}"
+            f"{'; the store has no ' + ', '.join(lacking) if lacking else ''})")  # fmt: skip
 
 
 def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
@@ -44,7 +47,7 @@ def print_metrics(result: TrainResult, out_dir: str | None = None) -> None:
         f"{result.protocol} split ({result.protocol_reason}; train {sizes['train']}, val {sizes['val']}, "
         f"test {sizes['test']} clips), "
         f"modalities {', '.join(f'{m} ({i.kind}, {i.dim}-d)' for m, i in result.data.inputs.items())}"
-        f"{_default_modalities(result.config)}, "
+        f"{_default_modalities(result.config, list(result.data.inputs))}, "
         f"standardised {'per speaker' if result.data.standardize == 'speaker' else 'on the training split'}",
         highlight=False,
     )

@@ -14,6 +14,7 @@ from emo.errors import UsageError
 from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
 from emo.features_store.sequences import derive
 from emo.fusion.checkpoint import load_checkpoint
+from emo.fusion.compare import compare
 from emo.fusion.data import load_fusion_data, resolve_features
 from emo.fusion.predict import predict_store
 from emo.fusion.splits import make_splits
@@ -201,6 +202,18 @@ def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
         result = train(store, quick(method, epochs=20 if method == "label-fusion" else 8))
         assert result.summary["accuracy"]["mean"] > 0.5, method  # chance is 1/3
         assert set(result.data.inputs) == paper.get(method, {"audio", "video", "text"}), method
+
+
+def test_compare_gives_each_method_its_papers_modalities(store: Path, tmp_path: Path) -> None:
+    # hierarchical (all three) and cnn (audio and video) read the same kind of input: each keeps its own data
+    for methods in (("hierarchical", "cnn"), ("cnn", "hierarchical")):
+        out = tmp_path / "-".join(methods)
+        compare(str(store), methods, TrainConfig(epochs=1, split="speaker"), out)
+        used = {
+            json.loads(p.read_text())["config"]["method"]: set(json.loads(p.read_text())["modalities"])
+            for p in out.glob("runs/*/metrics.json")
+        }
+        assert used == {"hierarchical": {"audio", "video", "text"}, "cnn": {"audio", "video"}}, methods
 
 
 def test_the_run_summary_says_where_the_modalities_came_from(store: Path, tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ import soundfile as sf
 
 from emo.errors import UsageError
 from emo.features_store import FeatureStore
+from emo.fusion.data import frames_view, load_fusion_data
+from emo.fusion.heads._common import FrameInput
+from emo.fusion.presets import check_extraction, get_preset
 from emo.pipeline.audio import TRIM_FRAME_LENGTH, trim_silence
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.synthetic import speech_like
@@ -117,3 +120,39 @@ def test_trim_silence_option_is_checked_before_any_work(tmp_path: Path) -> None:
         proc = run_emo("extract", str(tmp_path), "-o", str(tmp_path / "s.zarr"), "--trim-silence", bad)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert not (tmp_path / "s.zarr").exists()
+
+
+def test_frames_resampled_over_the_clip_stay_in_clip_time() -> None:
+    seq = np.arange(10, dtype=np.float32)[:, None]
+    out, mask = frames_view(seq, FrameInput(8, "resample"), span=(0.25, 0.75))
+    assert mask.tolist() == [False, False, True, True, True, True, False, False]
+    assert out[~mask].sum() == 0 and out[2, 0] < out[5, 0] and out[2, 0] <= 2 and out[5, 0] >= 7
+    out, mask = frames_view(seq, FrameInput(8, "resample"))
+    assert mask.all() and out[0, 0] < 1 and out[-1, 0] > 8
+
+
+def test_seed003s_mel_image_keeps_audio_and_video_steps_on_one_time_line(stores: dict[str, Path]) -> None:
+    # the mel frames of a trimmed clip cover 1.0-2.2 s of 3 s: resampled "over the whole clip", they are placed
+    # there, so part j of the image still describes the j-th part of the clip (as the video's step j does)
+    kinds = {"audio": "frames:12:resample"}
+    trimmed = load_fusion_data(FeatureStore.open(stores["trimmed"]), {"audio": ["audio/mel"]}, kinds)
+    off = load_fusion_data(FeatureStore.open(stores["off"]), {"audio": ["audio/mel"]}, kinds)
+    assert off.inputs["audio"].mask[0].all()
+    mask = trimmed.inputs["audio"].mask[0]
+    assert not mask[:3].any() and mask[5:8].all() and not mask[-2:].any()  # 0.25 s per frame
+
+
+def test_trimming_is_named_a_preset_deviation_and_resuming_an_older_store_says_how(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    FEATURES = ["mel", "mfcc", "summary"]  # noqa: N806 - what seed 001 needs
+    notes = check_extraction(get_preset("seed001"), {"features": FEATURES, "trim_silence_db": 30.0}, "s.zarr")
+    assert any("--trim-silence off" in n for n in notes)
+    assert not any("trim" in n for n in check_extraction(get_preset("seed001"), {"features": FEATURES}, "s.zarr"))
+    # the --trim-silence off store's config is that of a store written before the option existed
+    data = tmp_path / "data" / "neutral"
+    data.mkdir(parents=True)
+    sf.write(data / "a.wav", _silence_speech_silence(), SR, subtype="FLOAT")
+    proc = run_emo("extract", str(tmp_path / "data"), "-o", str(stores["off"]), "--features", "mel,mfcc,egemaps",
+                   "--align-steps", str(STEPS), "-q")  # fmt: skip
+    assert proc.returncode == 2 and "resume it with --trim-silence off" in proc.stderr, proc.stderr
