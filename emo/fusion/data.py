@@ -276,23 +276,16 @@ def frames_view(
         k = min(n, spec.length)
         out[:k], mask[:k] = seq[:k], True
         return out, mask
-    # frame j of the output sits at the centre of the j-th of ``length`` equal parts of the n input frames
-    pos = np.clip((np.arange(spec.length) + 0.5) * n / spec.length - 0.5, 0, n - 1)
-    if span is not None:
-        start, end = span
-        t = (np.arange(spec.length) + 0.5) / spec.length  # output frame centres, as fractions of the clip
-        mask[:] = (t >= start) & (t <= end)
-        pos = np.clip((t - start) / max(end - start, 1e-9) * n - 0.5, 0, n - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, n - 1)
-        w = (pos - lo)[:, None].astype(np.float32)
-        out[mask] = (seq[lo] * (1 - w) + seq[hi] * w)[mask]
-        return out, mask
+    # frame j of the output sits at the centre of the j-th of ``length`` equal parts of the clip, read from the
+    # n input frames spread evenly over ``span`` (the whole clip unless trimmed)
+    start, end = span if span is not None else (0.0, 1.0)
+    t = (np.arange(spec.length) + 0.5) / spec.length
+    pos = np.clip((t - start) / max(end - start, 1e-9) * n - 0.5, 0, n - 1)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
     w = (pos - lo)[:, None].astype(np.float32)
-    out[:] = seq[lo] * (1 - w) + seq[hi] * w
-    mask[:] = True
+    mask[:] = (t >= start) & (t <= end)
+    out[mask] = (seq[lo] * (1 - w) + seq[hi] * w)[mask]
     return out, mask
 
 

@@ -93,7 +93,6 @@ class _Job:
         self.outcome = _Outcome(extractors)
         self.clip = Clip(record=record, audio=None, sample_rate=config.sample_rate)
         self.readable = False
-        self.trim_span: dict[str, float] = {}  # clips/trim_start_s, trim_end_s once the audio is decoded
 
     def probe(self, modalities: Sequence[str]) -> None:
         started = perf_counter()
@@ -113,7 +112,6 @@ class _Job:
         for modality, stats in self.clip.decoded.items():
             self.columns[f"decoded_s_{modality}"] = stats.seconds
             self.columns[f"decode_errors_{modality}"] = stats.errors
-        self.columns.update(self.trim_span)
         self.columns["error"] = "; ".join(dict.fromkeys(self.outcome.reasons))
         return ClipResult(columns=self.columns, arrays=self.outcome.arrays, timings=self.clip.timings)
 
@@ -206,7 +204,6 @@ def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     rate = config.sample_rate
     audio, start = preprocess(decoded.samples, config.denoise, config.normalize, config.n_fft, config.trim_silence_db)
     job.clip.audio, job.clip.audio_start_s = audio, start / rate
-    job.clip.audio_decoded_s = decoded.samples.size / rate
-    job.trim_span = {"trim_start_s": start / rate, "trim_end_s": (start + audio.size) / rate}
+    job.columns.update(trim_start_s=start / rate, trim_end_s=(start + audio.size) / rate)
     add(job.clip.timings, "audio features", perf_counter() - started)
     return True

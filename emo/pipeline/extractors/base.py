@@ -37,8 +37,6 @@ class Clip:
     duration_s: float = float("nan")
     #: where ``audio`` starts in the clip (seconds; past 0 when leading silence was trimmed)
     audio_start_s: float = 0.0
-    #: seconds of audio decoded, before any trimming (NaN: not decoded)
-    audio_decoded_s: float = float("nan")
 
     def grid_duration(self, own_length: float) -> float:
         """The duration the time grid of this clip divides: the container's, else the stream's own length."""
@@ -47,8 +45,9 @@ class Clip:
     def audio_grid(self, times: np.ndarray) -> dict[str, Any]:
         """``derive``'s time-grid arguments for frames of ``audio`` at ``times`` (seconds into ``audio``): their
         clip times (trimmed leading silence added back) and the duration the grid divides."""
-        own = self.audio_decoded_s
-        if not np.isfinite(own):
+        if "audio" in self.decoded:  # the decoded stream's length, before any trimming
+            own = self.decoded["audio"].seconds
+        else:
             own = self.audio_start_s + (self.audio.size / self.sample_rate if self.audio is not None else 0.0)
         return {"times": self.audio_start_s + np.asarray(times, np.float64), "duration": self.grid_duration(own)}
 
