@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,81 +13,10 @@ from typing import Any
 import click
 
 from emo import __version__
-from emo.errors import EmoError
+from emo.commands.options import EmoGroup, comma_list, common, storage_options_option
 from emo.pipeline.config import TRIM_SILENCE_DB
 
 log = logging.getLogger("emo")
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    console = Console(stderr=True)
-    if console.is_terminal:
-        handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-    else:  # one unwrapped line per message for log files and pipes
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s emo: %(message)s"))
-    root = logging.getLogger("emo")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    # Dask's own records (its logger has its own handler): warnings and errors, its progress notes with -vv.
-    # Importing distributed sets its logger to the level of Dask's config (INFO by default), so the level goes
-    # into that config too: else a run against --scheduler (no LocalCluster to silence it) prints INFO records
-    # such as "Batched Comm Closed" with a traceback when the scheduler goes away.
-    dask_level = "info" if verbose > 1 else "warning"
-    if "dask" in sys.modules:
-        import dask
-
-        dask.config.set({"logging.distributed": dask_level})
-    else:
-        os.environ["DASK_LOGGING__DISTRIBUTED"] = dask_level
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
-
-
-def common(func: Callable[..., Any]) -> Callable[..., Any]:
-    """-v/--verbose and -q/--quiet on every command; sets up logging before the command runs."""
-
-    @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
-    @functools.wraps(func)
-    def wrapper(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> Any:
-        _setup_logging(verbose, quiet)
-        return func(*args, quiet=quiet, **kwargs)
-
-    return wrapper
-
-
-def storage_options_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--storage-option",
-        "storage_option",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="fsspec storage option for a remote store (repeatable; e.g. endpoint_url=..., key=..., secret=...).",
-    )(func)
-
-
-def _comma_list(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
-
-
-class EmoGroup(click.Group):
-    """Turns emo's own errors into one line on stderr and the error's exit code (2 for usage errors, 130 for Ctrl-C)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except EmoError as exc:
-            click.echo(f"emo: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            # a command that has results to keep (extract) catches Ctrl-C itself and reports what it kept
-            click.echo("emo: interrupted", err=True)
-            ctx.exit(130)
 
 
 @click.group(cls=EmoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -245,7 +172,7 @@ def extract(
             raise click.BadParameter(f"expected a number of dB or 'off', got {trim_silence!r}",
                                      param_hint="--trim-silence") from None
     config = ExtractionConfig(
-        features=_comma_list(features) or default_tokens(),
+        features=comma_list(features) or default_tokens(),
         sample_rate=sample_rate,
         win_ms=win_ms,
         hop_ms=hop_ms,
@@ -611,8 +538,8 @@ def _train_config(method: str | None, kw: dict[str, Any]) -> Any:
 def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_selector: Any, cls: Any) -> Any:
     return cls(
         method=method,
-        modalities=_comma_list(kw["modalities"]),
-        features=_comma_list(kw["features"]),
+        modalities=comma_list(kw["modalities"]),
+        features=comma_list(kw["features"]),
         selector=parse_selector(kw["selector"]),
         split=kw["split"],
         folds=kw["folds"],
@@ -631,7 +558,7 @@ def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_sel
         mfcc_cnn=_hparams(kw["cnn_params"]),
         label_from=kw["label_from"],
         map_labels=parse_mapping(kw["map_labels"]),
-        classes=_comma_list(kw["classes"]),
+        classes=comma_list(kw["classes"]),
         lr_schedule=kw["lr_schedule"],
         val_fraction=kw["val_fraction"],
         metrics=kw["metric_average"],
@@ -680,7 +607,7 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
     from emo.fusion.presets import get_preset
 
     preset = get_preset(kw["preset"]) if kw.get("preset") else None
-    names = tuple(_comma_list(methods) or (preset.compare_methods if preset else ()))
+    names = tuple(comma_list(methods) or (preset.compare_methods if preset else ()))
     if not names:
         raise click.UsageError("give --methods (or a --preset that has a comparison)")
     ctx = click.get_current_context()
@@ -694,7 +621,7 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
     hparams = {name: own.get(name, _hparams(kw["hparam"])) for name in (*names, unimodal_method)}
     for name in names:
         _train_config(name, kw)  # validates every method name before any training
-    run_compare(store_path, names, base, out_dir, _comma_list(unimodal) or (), unimodal_method,
+    run_compare(store_path, names, base, out_dir, comma_list(unimodal) or (), unimodal_method,
                 parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams)
     click.echo((Path(out_dir) / "compare.md").read_text())
 
@@ -721,7 +648,7 @@ def select(store_path: str, method: str, features: str | None, modalities: str |
     from emo.features_store.location import parse_storage_options
     from emo.fusion.selection.report import select_features
 
-    result = select_features(store_path, method, out_dir, _comma_list(features), _comma_list(modalities), split,
+    result = select_features(store_path, method, out_dir, comma_list(features), comma_list(modalities), split,
                              seed, _hparams(params), parse_storage_options(storage_option), standardize)
     line = f"{method}: kept {result['n_selected']} of {result['n_features']} features"
     if "best_fitness" in result:

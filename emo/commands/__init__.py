@@ -1,0 +1,1 @@
+"""The ``emo`` command groups, one module each; :mod:`emo.cli` registers them."""

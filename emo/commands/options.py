@@ -1,0 +1,89 @@
+"""Options and error handling shared by every ``emo`` command: logging (-v/-q), storage options, emo's errors
+as one line on stderr with their exit code."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from emo.errors import EmoError
+
+log = logging.getLogger("emo")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    console = Console(stderr=True)
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    else:  # one unwrapped line per message for log files and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s emo: %(message)s"))
+    root = logging.getLogger("emo")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # Dask's own records (its logger has its own handler): warnings and errors, its progress notes with -vv.
+    # Importing distributed sets its logger to the level of Dask's config (INFO by default), so the level goes
+    # into that config too: else a run against --scheduler (no LocalCluster to silence it) prints INFO records
+    # such as "Batched Comm Closed" with a traceback when the scheduler goes away.
+    dask_level = "info" if verbose > 1 else "warning"
+    if "dask" in sys.modules:
+        import dask
+
+        dask.config.set({"logging.distributed": dask_level})
+    else:
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = dask_level
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+
+
+def common(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-v/--verbose and -q/--quiet on every command; sets up logging before the command runs."""
+
+    @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bar.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> Any:
+        _setup_logging(verbose, quiet)
+        return func(*args, quiet=quiet, **kwargs)
+
+    return wrapper
+
+
+def storage_options_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--storage-option",
+        "storage_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="fsspec storage option for a remote store (repeatable; e.g. endpoint_url=..., key=..., secret=...).",
+    )(func)
+
+
+def comma_list(value: str | None) -> tuple[str, ...] | None:
+    """"a,b, c" -> ("a", "b", "c"); None for an empty value."""
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+class EmoGroup(click.Group):
+    """Turns emo's own errors into one line on stderr and the error's exit code (2 for usage errors, 130 for Ctrl-C)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmoError as exc:
+            click.echo(f"emo: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # a command that has results to keep (extract) catches Ctrl-C itself and reports what it kept
+            click.echo("emo: interrupted", err=True)
+            ctx.exit(130)
