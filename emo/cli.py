@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from emo import __version__
+from emo.commands.config_file import config_options, write_used_config
 from emo.commands.models import models
 from emo.commands.options import EmoGroup, comma_list, common, storage_options_option
 from emo.pipeline.config import TRIM_SILENCE_DB
@@ -33,6 +34,7 @@ def cli() -> None:
 
 # -------------------------------------------------------------------------------------------- extract
 @cli.command()
+@config_options
 @click.argument("dataset_dir", type=click.Path(path_type=str))
 @click.option("-o", "--output", "store", required=True, help="Store to write: a directory or an fsspec URL.")
 @click.option(
@@ -224,6 +226,11 @@ def extract(
             on_start=progress.start,
             device=device,
         )
+    if "://" not in store:  # a store on a server keeps its own record (the config in its attributes) only
+        used = write_used_config(click.get_current_context(), Path(f"{store.rstrip('/')}.extract-config.toml"),
+                                 "the options `emo extract` wrote this store with")
+        if used:
+            log.info("options written to %s", used)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -523,8 +530,9 @@ _CONFIG_FIELDS = {
 
 
 def _given(ctx: click.Context) -> list[str]:
-    """TrainConfig fields the user set explicitly (command line or environment), not by default."""
-    explicit = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    """TrainConfig fields the user set explicitly (command line, environment or --config file), not by default."""
+    explicit = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT,
+                click.core.ParameterSource.DEFAULT_MAP)  # a --config file is the user's choice too
     return [f for p, f in _CONFIG_FIELDS.items() if ctx.get_parameter_source(p) in explicit]
 
 
@@ -577,6 +585,7 @@ def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_sel
 
 
 @cli.command()
+@config_options
 @training_options
 @click.option("--method", help="Fusion head: early, late, attention, bilstm-sa, bilstm, cnn, "
               "label-fusion, cross-tucker, hierarchical, speech-cnn (or the one --preset names).")
@@ -594,6 +603,8 @@ def fuse(store_path: str, method: str | None, out_dir: str, as_json: bool, quiet
 
     config = _train_config(method, kw)
     result = train(store_path, config, out_dir, parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
+    write_used_config(click.get_current_context(), Path(out_dir) / "fuse-config.toml",
+                      "the options `emo fuse` made this run with")
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
     else:
@@ -601,6 +612,7 @@ def fuse(store_path: str, method: str | None, out_dir: str, as_json: bool, quiet
 
 
 @cli.command()
+@config_options
 @training_options
 @click.option("--methods", help="Comma-separated methods, e.g. early,late,attention (default with --preset: the "
               "paper's comparison, e.g. seed 000's early,late,hierarchical).")
@@ -621,7 +633,7 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
     if not names:
         raise click.UsageError("give --methods (or a --preset that has a comparison)")
     ctx = click.get_current_context()
-    if preset is not None and ctx.get_parameter_source("unimodal_method") != click.core.ParameterSource.COMMANDLINE:
+    if preset is not None and ctx.get_parameter_source("unimodal_method") == click.core.ParameterSource.DEFAULT:
         unimodal_method = preset.unimodal_method
     if unimodal is None and preset is not None:
         unimodal = ",".join(preset.compare_unimodal) or None
@@ -633,6 +645,7 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
         _train_config(name, kw)  # validates every method name before any training
     run_compare(store_path, names, base, out_dir, comma_list(unimodal) or (), unimodal_method,
                 parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams)
+    write_used_config(ctx, Path(out_dir) / "compare-config.toml", "the options `emo compare` made this comparison with")
     click.echo((Path(out_dir) / "compare.md").read_text())
 
 
