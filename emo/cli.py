@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -605,10 +606,30 @@ def fuse(store_path: str, method: str | None, out_dir: str, as_json: bool, quiet
     result = train(store_path, config, out_dir, parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
     write_used_config(click.get_current_context(), Path(out_dir) / "fuse-config.toml",
                       "the options `emo fuse` made this run with")
+    _write_report(out_dir)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
     else:
         print_metrics(result, out_dir)
+
+
+def _write_report(directory: str) -> None:
+    from emo.fusion.report_page import write_report
+
+    start = time.perf_counter()
+    path = write_report(directory)
+    log.info("report: %s (%.0f KB, %.2f s)", path, path.stat().st_size / 1024, time.perf_counter() - start)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=str))
+@common
+def report(directory: str, quiet: bool) -> None:
+    """(Re)build DIRECTORY/report.html for a run directory of emo fuse or an emo compare output: one
+    self-contained page (metrics with intervals, per-class table, confusion matrix, curves, modality weights,
+    significance, provenance) to open in a browser."""
+    _write_report(directory)
+    click.echo(str(Path(directory) / "report.html"))
 
 
 @cli.command()
@@ -646,6 +667,7 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
     run_compare(store_path, names, base, out_dir, comma_list(unimodal) or (), unimodal_method,
                 parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams)
     write_used_config(ctx, Path(out_dir) / "compare-config.toml", "the options `emo compare` made this comparison with")
+    _write_report(out_dir)
     click.echo((Path(out_dir) / "compare.md").read_text())
 
 

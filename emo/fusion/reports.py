@@ -72,14 +72,14 @@ def plot_modality_weights(
     classes = list(means)
     x = np.arange(len(classes))
     width = 0.8 / max(len(modalities), 1)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(classes), 4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.9 * len(classes)), 4))
     for k, modality in enumerate(modalities):
         ax.bar(x + k * width - 0.4 + width / 2, [means[c][k] for c in classes], width, label=modality)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("mean modality weight")
     ax.set_ylim(0, 1)
-    ax.legend()
-    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the bars, never over them
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
