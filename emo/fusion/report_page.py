@@ -232,7 +232,7 @@ def _compare_body(directory: Path) -> tuple[str, dict[str, Any]]:
                       "exact test finds the per-clip predictions differ.</p>",
                       _table(("A", "B", "runs", "UA A - B", "t p (Holm)", "Wilcoxon p", "significant",
                               "McNemar"), table_rows)]
-    figure = _figure(directory / "compare.png", "Test UA per method")
+    figure = _figure(directory / "compare.png", "Test scores per method: mean and 95% interval over runs")
     parts += ["<h2>Figure</h2>", f"<div class=figs>{figure}</div>"]
     first = next(iter(sorted((directory / "runs").glob("*/metrics.json"))), None)
     metrics = json.loads(first.read_text()) if first else {}

@@ -100,7 +100,7 @@ def plot_comparison(
     names = [str(r["name"]) for r in rows]
     x = np.arange(len(names))
     width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(2 + 1.3 * len(names), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2 + 1.3 * len(names)), 4.5))
     for k, (key, label) in enumerate(metrics):
         means = np.array([r[key]["mean"] for r in rows], dtype=float)
         low = np.array([r[key]["ci"][0] for r in rows], dtype=float)
@@ -116,9 +116,10 @@ def plot_comparison(
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("test score (mean, 95% interval)")
-    ax.legend(ncols=len(metrics), fontsize=8, loc="upper left")
+    # legend above the axes, never over the bars (which reach 1.0 on an easy dataset)
+    ax.legend(ncols=len(metrics), fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title(title)
+    fig.suptitle(title if len(title) <= 70 else "..." + title[-67:], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
