@@ -511,6 +511,10 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--autoencoder", "ae_params", multiple=True, metavar="KEY=VALUE",
                      help="With --features audio/ae (seed 001's autoencoder, fitted inside every training split): "
                      "bottleneck, hidden, epochs, batch_size, lr, max_frames (repeatable)."),
+        click.option("--log-to", "log_to", multiple=True, metavar="tensorboard[=DIR]|mlflow[=URI]",
+                     help="Also log parameters, per-epoch curves, final metrics and figures to TensorBoard (default "
+                     "RUN_DIR/tensorboard) or MLflow (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); "
+                     "repeatable; needs emo[tensorboard] / emo[mlflow]."),
         storage_options_option,
     ]
     for option in reversed(options):
@@ -600,13 +604,16 @@ def fuse(store_path: str, method: str | None, out_dir: str, as_json: bool, quiet
     """Train a fusion head on a store's cached features and write metrics, figures and a checkpoint."""
     from emo.features_store.location import parse_storage_options
     from emo.fusion.summary import print_metrics
+    from emo.fusion.tracking import log_result, parse_log_to
     from emo.fusion.train import train
 
+    trackings = parse_log_to(kw["log_to"])
     config = _train_config(method, kw)
     result = train(store_path, config, out_dir, parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]])
     write_used_config(click.get_current_context(), Path(out_dir) / "fuse-config.toml",
                       "the options `emo fuse` made this run with")
     _write_report(out_dir)
+    log_result(trackings, result, out_dir, Path(out_dir).resolve().name)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2))
     else:
@@ -664,8 +671,11 @@ def compare(store_path: str, methods: str | None, unimodal: str | None, unimodal
     hparams = {name: own.get(name, _hparams(kw["hparam"])) for name in (*names, unimodal_method)}
     for name in names:
         _train_config(name, kw)  # validates every method name before any training
+    from emo.fusion.tracking import parse_log_to
+
     run_compare(store_path, names, base, out_dir, comma_list(unimodal) or (), unimodal_method,
-                parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams)
+                parse_storage_options(kw["storage_option"]), ["emo", *sys.argv[1:]], hparams,
+                parse_log_to(kw["log_to"]))
     write_used_config(ctx, Path(out_dir) / "compare-config.toml", "the options `emo compare` made this comparison with")
     _write_report(out_dir)
     click.echo((Path(out_dir) / "compare.md").read_text())

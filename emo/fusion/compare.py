@@ -13,9 +13,11 @@ from typing import Any
 
 from emo.features_store import FeatureStore
 from emo.fusion.heads import build_head, paper_modalities
+from emo.fusion.report_page import write_report
 from emo.fusion.reports import plot_comparison
 from emo.fusion.run_dir import prepare_run_dir, write_run
 from emo.fusion.significance import compare_methods
+from emo.fusion.tracking import Tracking, log_result
 from emo.fusion.train import TrainConfig, apply_preset, input_kinds, prepare_data, train_on_data
 
 log = logging.getLogger(__name__)
@@ -59,11 +61,13 @@ def compare(
     storage_options: dict[str, Any] | None = None,
     command: Sequence[str] | None = None,
     method_hparams: Mapping[str, dict[str, Any]] | None = None,
+    log_to: Sequence[Tracking] = (),
 ) -> list[dict[str, Any]]:
     """Train every entry on the same splits and seeds; write compare.md, compare.csv, compare.png and runs/.
 
     ``method_hparams`` gives each method its own head hyper-parameters (default: ``base.hparams`` for all).
     The table leads with the averages ``base.metrics`` names (macro, or weighted as seeds 001 and 004 report).
+    Each method's run is also logged to ``log_to`` (TensorBoard, MLflow) as ``OUT_DIR_NAME/METHOD``.
     """
     out = prepare_run_dir(out_dir)
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
@@ -115,6 +119,9 @@ def compare(
         ]
         run_name = name.replace(" ", "_").replace("(", "").replace(")", "")
         write_run(result, out / "runs" / run_name, command)
+        if log_to:
+            write_report(out / "runs" / run_name)  # logged with the run
+            log_result(log_to, result, out / "runs" / run_name, f"{out.resolve().name}/{run_name}")
         row = {
             "name": name,
             "method": config.method,

@@ -1,6 +1,7 @@
 """The container files: compose.yaml validates with the Compose v2 binary, and every COPY source exists.
 
-Images cannot be built here (no Docker engine); these checks catch what breaks a build or an `up` first.
+Building and running the images is docker/smoke-test.sh (minutes, GBs; not in the suite); these checks catch what
+breaks a build, an `up` or the smoke test first.
 """
 
 from __future__ import annotations
@@ -86,3 +87,33 @@ def test_compose_builds_the_dockerfiles_that_exist() -> None:
         build = service.get("build")
         if build:
             assert ((DOCKER / build["context"]) / build["dockerfile"]).resolve().is_file(), name
+
+
+def test_the_smoke_test_matches_the_compose_file_and_the_dockerfiles() -> None:
+    script = (DOCKER / "smoke-test.sh").read_text()
+    spec = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = spec["services"]
+    # every service it starts or runs exists
+    for name in ("scheduler", "worker-cpu", "emo"):
+        assert name in services and re.search(rf"\b{name}\b", script)
+    assert re.search(r"up -d --no-build --scale worker-cpu=2 scheduler worker-cpu", script)
+    # the images it builds are the ones compose runs
+    tags = set(re.findall(r"-t (emo-\w+):latest", script))
+    assert tags == {"emo-cpu", "emo-gpu"}
+    assert {services[s]["image"].split(":")[0] for s in services} <= tags
+    # its --scheduler is the scheduler service's address and port
+    assert "--scheduler tcp://scheduler:8786" in script and "8786" in " ".join(services["scheduler"]["command"])
+    # everything it writes goes under /data, which the emo service mounts read-write
+    writes = re.findall(r"(/data/[\w./-]+)", script)
+    assert writes and all(w.startswith(("/data/datasets", "/data/stores", "/data/runs")) for w in writes)
+    assert "emo-data:/data" in services["emo"]["volumes"]
+    # the build arguments it passes are declared by the Dockerfiles
+    for dockerfile, args in (("Dockerfile.cpu", ("BASE_IMAGE", "TORCH_INDEX")), ("Dockerfile.gpu", ("BASE_IMAGE",))):
+        text = (DOCKER / dockerfile).read_text()
+        for arg in args:
+            assert re.search(rf"^ARG {arg}\b", text, flags=re.M), (dockerfile, arg)
+            assert f"{arg}=" in script
+    # and it always tears the cluster down, volumes included
+    assert re.search(r"trap .*down -v", script)
+    proc = subprocess.run(["bash", "-n", str(DOCKER / "smoke-test.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
