@@ -113,7 +113,12 @@ def _mlflow(result: TrainResult, run_dir: Path, name: str, where: str | None) ->
     if not log.isEnabledFor(logging.DEBUG):  # its database set-up notes, unless -vv
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "emo")
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "emo"
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+        # artifacts beside the database, not in whatever directory the command ran from (MLflow's ./mlruns)
+        artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
+        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=name) as active:
         mlflow.log_params({k: str(v)[:6000] for k, v in _params(result).items()})
         for run in result.runs:
@@ -124,7 +129,6 @@ def _mlflow(result: TrainResult, run_dir: Path, name: str, where: str | None) ->
         for fig in (*FIGURES, "metrics.json", "report.html"):
             if (run_dir / fig).is_file():
                 mlflow.log_artifact(str(run_dir / fig))
-    experiment = mlflow.get_experiment(active.info.experiment_id).name
     log.info("logged to MLflow %s: experiment %s, run %s (%s)", uri, experiment, name, active.info.run_id)
 
 

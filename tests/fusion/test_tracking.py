@@ -50,6 +50,7 @@ def test_fuse_logs_to_tensorboard_and_mlflow(store: Path, tmp_path: Path) -> Non
     assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
     artifacts = {a.path for a in client.list_artifacts(row["run_id"])}
     assert {"confusion.png", "curves.png", "metrics.json", "report.html"} <= artifacts
+    assert (tmp_path / "mlruns").is_dir()  # beside the database, not in the working directory
 
 
 def test_compare_logs_each_method_as_a_run(store: Path, tmp_path: Path) -> None:
