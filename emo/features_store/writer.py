@@ -109,6 +109,7 @@ class StoreWriter:
         self.on_commit = on_commit
         self._buffer: list[ClipResult] = []
         self._failed = False  # a write stopped part-way (see _write)
+        self._recording = 0  # clips whose commit record is being written (its outcome unknown if that fails)
         self._last_flush = time.monotonic()
         self._paths = {p for s in self.specs for p in s.arrays()}
 
@@ -246,11 +247,21 @@ class StoreWriter:
                 # arrays may now differ in length: another block appended after them would misalign rows
                 self._failed = True
                 if isinstance(exc, StoreError):
+                    # A failure while the commit record itself was written (a connection lost before the server's
+                    # answer) leaves its outcome unknown: the record may have landed. Either way the store is
+                    # whole, and a resumed run reads which from the store.
+                    maybe = (
+                        f", and the {self._recording} of the commit under way may be too (the storage failed "
+                        "while recording it; `emo store info` tells)"
+                        if self._recording else ""
+                    )
                     raise StoreError(
-                        f"{exc}; the {self.rows} clips committed before are intact: fix the storage (free space, "
-                        "permissions, connection) and run the same command again to resume"
+                        f"{exc}; the {self.rows} clips committed before are intact{maybe}: fix the storage (free "
+                        "space, permissions, connection) and run the same command again to resume"
                     ) from None
                 raise
+            finally:
+                self._recording = 0
             self._buffer = self._buffer[n:]
             try:
                 with storage_errors(self.location, action="could not renew the writer's lease"):
@@ -282,7 +293,9 @@ class StoreWriter:
             values = [r.columns.get(col.name, col.fill) for r in block]
             data = np.array(values, dtype=object) if col.dtype is str else np.array(values, dtype=col.dtype)
             _append(g[f"clips/{col.name}"], data)
+        self._recording = len(block)
         g.attrs.update({ROWS_ATTR: self.rows + len(block), "updated_at": _now()})
+        self._recording = 0
         self.rows += len(block)
 
     def _trim_uncommitted(self) -> None:

@@ -30,8 +30,9 @@ from emo.features_store.verify import verify_store
 #: Audio features only: the faults are the storage's, the clips just have to keep coming.
 AUDIO = ("--features", "mfcc,mel,egemaps", "--batch-size", "1", "--chunk-clips", "2", "-q")
 STOPPED = re.compile(
-    r"^emo: error: cannot write to the store .+; the (\d+) clips committed before are intact: .* run the same "
-    r"command again to resume$"
+    r"^emo: error: cannot write to the store .+; the (\d+) clips committed before are intact"
+    r"(?:, and the (\d+) of the commit under way may be too \(the storage failed while recording it; .+\))?: .* "
+    r"run the same command again to resume$"
 )
 
 
@@ -88,7 +89,11 @@ def _check_stopped(err: Path, at_fault: int, code: int, store: str, **open_kwarg
     match = STOPPED.match(lines[0])
     assert match, text
     fs = FeatureStore.open(store, **open_kwargs)
-    assert at_fault <= fs.n_clips == int(match.group(1)) < 24, "the fault must land in the middle of the run"
+    intact, maybe = int(match.group(1)), int(match.group(2) or 0)
+    # a commit whose record reached the server but whose answer did not (the endpoint killed in between) is
+    # reported as possibly committed: the store holds either count, whole
+    assert fs.n_clips in (intact, intact + maybe), text
+    assert at_fault <= fs.n_clips < 24, "the fault must land in the middle of the run"
     clips = fs.clips()
     assert clips["clip_id"].is_unique and set(clips["status_audio"]) == {"ok"}
     return fs.n_clips
