@@ -228,7 +228,8 @@ def extract(
             device=device,
         )
     if "://" not in store:  # a store on a server keeps its own record (the config in its attributes) only
-        used = write_used_config(click.get_current_context(), Path(f"{store.rstrip('/')}.extract-config.toml"),
+        where = Path(store.rstrip("/\\"))
+        used = write_used_config(click.get_current_context(), where.with_name(f"{where.name}.extract-config.toml"),
                                  "the options `emo extract` wrote this store with")
         if used:
             log.info("options written to %s", used)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,19 @@ async def _visit(ws_url: str, url: str, script: str, width: int) -> PageResult:
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
         pending: dict[int, asyncio.Future] = {}
         loaded = asyncio.get_running_loop().create_future()
+        navigated = False  # the main frame is at ``url`` (a load event before that is about:blank's)
 
         async def reader() -> None:
+            nonlocal navigated
             async for msg in ws:
                 data = json.loads(msg.data)
                 if "id" in data and data["id"] in pending:
                     pending.pop(data["id"]).set_result(data)
                     continue
                 method, params = data.get("method"), data.get("params", {})
-                if method == "Page.loadEventFired" and not loaded.done():
+                if method == "Page.frameNavigated" and "parentId" not in params["frame"]:
+                    navigated = params["frame"]["url"] == url
+                elif method == "Page.loadEventFired" and navigated and not loaded.done():
                     loaded.set_result(True)
                 elif method == "Runtime.exceptionThrown":
                     result.errors.append(json.dumps(params["exceptionDetails"])[:500])
@@ -115,8 +120,15 @@ def visit(url: str, script: str = "true", width: int = 1280) -> PageResult:
             port = browser_ws.split(":")[2].split("/")[0]
             import urllib.request
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
-                page = next(t for t in json.load(r) if t["type"] == "page")
+            deadline = time.monotonic() + 60
+            while True:  # the browser lists its first page once it has created it
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+                    page = next((t for t in json.load(r) if t["type"] == "page"), None)
+                if page is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("Chromium listed no page within 60 s")
+                time.sleep(0.05)
             return asyncio.run(_visit(page["webSocketDebuggerUrl"], url, script, width))
         finally:
             proc.kill()

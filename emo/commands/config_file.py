@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -83,10 +84,14 @@ def read_config(path: str | Path, command: click.Command) -> dict[str, Any]:
 
 def _value(value: Any) -> Any:
     """A value a file can hold (tuples as lists), None for "no value" (click marks a missing default with its own
-    sentinel object)."""
+    sentinel object); credentials inside URLs (user:password@, query strings) replaced by ``***``."""
+    from emo.features_store.location import redact_url_secrets
+
     if isinstance(value, (list, tuple)):
-        return list(value)
-    return value if isinstance(value, (str, int, float, bool)) else None
+        return [_value(v) for v in value]
+    if isinstance(value, str):
+        return redact_url_secrets(value)
+    return value if isinstance(value, (int, float, bool)) else None
 
 
 def _toml_value(value: Any) -> str:
@@ -179,6 +184,11 @@ def _load(ctx: click.Context, param: click.Parameter, value: str | None) -> None
 def _print_default(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is None or ctx.resilient_parsing:
         return
+    # click runs eager options in command-line order: a --config given after this one has not been read yet
+    args = sys.argv[1:]
+    flags = [i for i, a in enumerate(args) if a.split("=", 1)[0] in ("--config", "--write-default-config")]
+    if ctx.default_map is None and len(flags) == 2 and args[flags[0]].startswith("--write-default-config"):
+        raise click.UsageError("give --config before --write-default-config (to print the defaults it sets)", ctx)
     click.echo(default_config(ctx, value), nl=False)
     ctx.exit(0)
 

@@ -222,8 +222,18 @@ def storage_errors(*locations: StoreLocation, action: str = "") -> Iterator[None
         raise StoreError(f"{action or 'storage error'} ({where}): {text}") from None
 
 
+_URL_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with what URLs may carry as credentials hidden: user:password@ and query strings (presigned
+    signatures, tokens, SAS keys)."""
+    return _URL_QUERY.sub(r"\1?***", _USERINFO.sub("***@", text))
+
+
 def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
-    """A command line fit for provenance: credential-like ``--storage-option KEY=VALUE`` values become ``***``."""
+    """A command line fit for provenance: credential-like ``--storage-option KEY=VALUE`` values become ``***``,
+    and so do credentials inside any URL (user:password@, query strings)."""
     out: list[str] = []
     after_option = False
     for arg in argv:
@@ -233,7 +243,7 @@ def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
         elif after_option:
             out.append(_redact_item(arg))
         else:
-            out.append(arg)
+            out.append(redact_url_secrets(arg))
         after_option = arg.startswith("--") and arg.endswith("storage-option")
     return out
 

@@ -97,18 +97,18 @@ def _store_models(location: str) -> list[tuple[str, str]]:
 
         info = FeatureStore.open(location).info()
     except Exception as e:  # moved, offline, credentials needed: the page says so instead
-        return [("models", f"store not readable now ({type(e).__name__}); see its emo store info")]
+        return [("models", _e(f"store not readable now ({type(e).__name__}); see its emo store info"))]
     config = info.get("extraction", {}).get("config", {})
-    out = [("features extracted", ", ".join(config.get("features", [])))] if config.get("features") else []
+    out = [("features extracted", _e(", ".join(config.get("features", []))))] if config.get("features") else []
     if config.get("visual_model"):
-        out.append(("visual model", f"{config['visual_model']} ({config.get('visual_weights')}), weights sha256 "
-                                    f"<code>{_e(config.get('visual_weights_sha256') or '-')}</code>"))
+        out.append(("visual model", f"{_e(config['visual_model'])} ({_e(config.get('visual_weights'))}), weights "
+                                    f"sha256 <code>{_e(config.get('visual_weights_sha256') or '-')}</code>"))
     if config.get("text_model"):
-        out.append(("text model", f"{config['text_model']}, weights sha256 "
+        out.append(("text model", f"{_e(config['text_model'])}, weights sha256 "
                                   f"<code>{_e(config.get('text_weights_sha256') or '-')}</code>"))
     software = info.get("software", {})
     if software:
-        out.append(("extracted with", ", ".join(f"{k} {v}" for k, v in software.items())))
+        out.append(("extracted with", _e(", ".join(f"{k} {v}" for k, v in software.items()))))
     return out
 
 
@@ -121,16 +121,16 @@ def _provenance(metrics: dict[str, Any], directory: Path) -> str:
         ("store", f"<code>{_e(store.get('location', '-'))}</code>"),
         ("store config hash", f"<code>{_e(store.get('config_hash', '-'))}</code>"),
     ]
-    rows += [(k, v if "<code>" in v else _e(v)) for k, v in _store_models(store.get("location", ""))]
+    rows += _store_models(store.get("location", ""))  # escaped there
     checkpoint = directory / "model.safetensors"
     if checkpoint.is_file():
         from emo.pipeline.models import file_sha256
 
         rows.append(("checkpoint", f"model.safetensors, sha256 <code>{file_sha256(checkpoint)}</code>"))
-    config_files = sorted(directory.glob("fuse-config.*"))
-    if config_files:
-        rows.append(("options", f"{_e(config_files[0].name)} (reproduce with <code>emo fuse --config "
-                                f"{_e(config_files[0].name)}</code>)"))
+    for command in ("fuse", "compare"):
+        for options in sorted(directory.glob(f"{command}-config.*"))[:1]:
+            rows.append(("options", f"{_e(options.name)} (reproduce with <code>emo {command} --config "
+                                    f"{_e(options.name)}</code>)"))
     return "<h2>Provenance</h2>" + _kv(rows)
 
 

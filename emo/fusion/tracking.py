@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emo.errors import UsageError
+from emo.features_store.location import redact_url_secrets
 
 if TYPE_CHECKING:
     from emo.fusion.train import TrainResult
@@ -129,10 +130,16 @@ def _mlflow(result: TrainResult, run_dir: Path, name: str, where: str | None) ->
         for fig in (*FIGURES, "metrics.json", "report.html"):
             if (run_dir / fig).is_file():
                 mlflow.log_artifact(str(run_dir / fig))
-    log.info("logged to MLflow %s: experiment %s, run %s (%s)", uri, experiment, name, active.info.run_id)
+    log.info("logged to MLflow %s: experiment %s, run %s (%s)", redact_url_secrets(uri), experiment, name,
+             active.info.run_id)
 
 
 def log_result(trackings: Sequence[Tracking], result: TrainResult, run_dir: str | Path, name: str) -> None:
-    """Log a finished job (written to ``run_dir``) as ``name`` to every destination."""
+    """Log a finished job (written to ``run_dir``) as ``name`` to every destination. A destination that fails
+    (a server gone, a full disk) is a warning: the results are written already, and a comparison goes on."""
     for t in trackings:
-        (_tensorboard if t.kind == "tensorboard" else _mlflow)(result, Path(run_dir), name, t.where)
+        try:
+            (_tensorboard if t.kind == "tensorboard" else _mlflow)(result, Path(run_dir), name, t.where)
+        except Exception as e:  # the trackers raise their own errors (HTTP, SQL, OS)
+            log.warning("could not log %s to %s: %s: %s", name, t.kind, type(e).__name__,
+                        redact_url_secrets(str(e))[:500])

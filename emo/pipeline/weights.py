@@ -13,8 +13,10 @@ offline (:func:`offline`): then the caller's message names ``emo models fetch``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,7 @@ class WeightsSource:
 
 
 _REGISTERED: dict[str, WeightsSource] = {}
+log = logging.getLogger("emo")
 
 
 def register_weights(source: WeightsSource) -> WeightsSource:
@@ -307,8 +310,14 @@ def fetch_url(url: str, progress: bool = True) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     prefix = published_sha256_prefix(file)
-    partial = directory / f".{file}.partial"
+    # a name of its own: worker processes of one machine may fetch the same file at once
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{file}.", suffix=".partial")
+    os.close(fd)
+    partial = Path(name)
     expected = _announced_size(url)
+    if expected is None and prefix is None:
+        log.warning("%s: the server announces no size and the name no hash: a transfer cut short could not be "
+                    "told from a whole file", url)
     try:
         try:
             torch.hub.download_url_to_file(url, str(partial), hash_prefix=prefix, progress=progress)
@@ -324,7 +333,7 @@ def fetch_url(url: str, progress: bool = True) -> Path:
             raise MissingModelError(
                 f"cannot download {url}: the transfer was cut short ({size} of {expected} bytes; nothing was kept)"
             )
-        os.replace(partial, dst)
+        os.replace(partial, dst)  # atomic: another process's copy of the same file is replaced by an equal one
     finally:
         partial.unlink(missing_ok=True)
     return dst
@@ -343,7 +352,9 @@ def fetch(source: WeightsSource, progress: bool = True) -> list[Path]:
         from huggingface_hub import snapshot_download
 
         if not progress:
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()  # the variable is read once, when huggingface_hub is imported
         try:
             # what transformers' from_pretrained reads: configs, tokenizer files and one weights format
             # (safetensors, else PyTorch's), not the TF/Flax/ONNX copies many repos also hold

@@ -88,3 +88,33 @@ def test_extract_from_a_config_file(small_demo_dir: Path, tmp_path: Path, schedu
     used = tomllib.loads((tmp_path / "s.zarr.extract-config.toml").read_text())
     assert used["features"] == "mfcc,egemaps" and used["n-mfcc"] == 13 and used["scheduler"] == scheduler
     assert used["dataset-dir"] == str(small_demo_dir) and "fps" not in used
+
+
+def test_credentials_in_urls_are_never_written(tmp_path: Path) -> None:
+    import click
+
+    from emo.commands.config_file import write_used_config
+    from emo.features_store.location import redact_argv
+
+    @click.command()
+    @click.option("--store")
+    @click.option("--log-to", multiple=True)
+    def command(store: str, log_to: tuple[str, ...]) -> None:
+        pass
+
+    argv = ["--store", "s3://user:secret-pw@bucket/s.zarr", "--log-to", "mlflow=https://h/x?token=secret-token"]
+    ctx = command.make_context("fuse", list(argv))
+    text = write_used_config(ctx, tmp_path / "fuse-config.toml", "test").read_text()
+    assert 'store = "s3://***@bucket/s.zarr"' in text and '"mlflow=https://h/x?***"' in text
+    provenance = " ".join(redact_argv(["emo", "fuse", *argv]))  # the command metrics.json records
+    for secret in ("secret-pw", "secret-token"):
+        assert secret not in text and secret not in provenance
+
+
+def test_write_default_config_after_config_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("epochs = 3\n")
+    proc = run_emo("fuse", "--write-default-config", "--config", str(cfg))
+    assert proc.returncode == 2 and "give --config before --write-default-config" in proc.stderr
+    proc = run_emo("fuse", "--config", str(cfg), "--write-default-config")
+    assert proc.returncode == 0 and "\nepochs = 3\n" in proc.stdout

@@ -28,12 +28,16 @@ def self_contained(page: str) -> None:
     assert "<script" not in page and "<link" not in page
 
 
-@needs_chromium
-def test_fuse_writes_a_report_that_renders(store: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("report-run") / "run"
     proc = run_emo("fuse", "--store", str(store), "--method", "attention", "--epochs", "10", "--seeds", "2",
                    "--split", "speaker", "-o", str(run))
     assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def test_fuse_writes_a_self_contained_report_and_emo_report_rebuilds_it(run: Path) -> None:
     page = (run / "report.html").read_text()
     self_contained(page)
     for text in ("Test metrics", "UA (macro recall)", "Per class", "Confusion matrix", "Learning curves",
@@ -46,6 +50,10 @@ def test_fuse_writes_a_report_that_renders(store: Path, tmp_path: Path) -> None:
     again = run_emo("report", str(run))
     assert again.returncode == 0, again.stderr
     assert (run / "report.html").read_text() == page
+
+
+@needs_chromium
+def test_the_run_report_renders_in_chromium(run: Path) -> None:
     result = visit(file_url(run / "report.html"), IMAGES)
     assert result.errors == []
     assert len(result.value) == 3 and all(done and width > 0 for done, width, _ in result.value), result.value

@@ -135,8 +135,18 @@ def test_text_model_fetched_from_the_hub_on_first_use(tmp_path: Path, server, sm
     assert json.loads(r.stdout)["n_with_features"] > 0
     weights = [p for p in s.requests if p.endswith("/model.safetensors")]
     assert weights and all("lab/minilm/resolve/" in p for p in weights)
-    # the configs, tokenizer and one weights format only; the snapshot now serves offline runs and `models list`
-    r = emo({**env, "HF_HUB_OFFLINE": "1"}, "models", "fetch", "lab/minilm")
+    # the configs, tokenizer and one weights format only (not the repo's README or .gitattributes)
+    files = {p.rsplit("/resolve/", 1)[1].split("/", 1)[1] for p in s.requests if "/resolve/" in p}
+    assert "model.safetensors" in files and "config.json" in files and "vocab.txt" in files
+    assert not files & {"README.md", ".gitattributes"}, files
+    # the snapshot now serves offline runs: no request at all
+    s.requests.clear()
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    r = emo(offline, "extract", str(small_demo_dir), "-o", str(tmp_path / "again.zarr"), "--features", "text",
+            "--text-model", "lab/minilm", "--workers", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert s.requests == []
+    r = emo(offline, "models", "fetch", "lab/minilm")
     assert r.returncode != 0 and "HF_HUB_OFFLINE" in r.stderr
     r = run_emo("store", "info", str(store), "--json")
     info = json.loads(r.stdout)
