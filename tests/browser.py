@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -29,6 +32,8 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-crash-reporter",
+    "--disable-breakpad",
     "--remote-debugging-port=0",
 )
 
@@ -102,10 +107,13 @@ def visit(url: str, script: str = "true", width: int = 1280) -> PageResult:
     exe = chromium()
     if exe is None:
         raise RuntimeError("no Chromium on this machine")
-    with tempfile.TemporaryDirectory() as profile:
+    # The browser's helper processes (renderer, GPU, utility) write to the profile too: they are killed with it,
+    # as one process group, before the profile is removed. A helper Chromium re-parented out of the group could
+    # still be writing for a moment; the profile is a temporary directory either way.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         try:
             assert proc.stderr is not None
@@ -131,7 +139,8 @@ def visit(url: str, script: str = "true", width: int = 1280) -> PageResult:
                 time.sleep(0.05)
             return asyncio.run(_visit(page["webSocketDebuggerUrl"], url, script, width))
         finally:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
