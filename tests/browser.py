@@ -17,7 +17,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,15 +127,10 @@ def visit(url: str, script: str = "true", width: int = 1280) -> PageResult:
             port = browser_ws.split(":")[2].split("/")[0]
             import urllib.request
 
-            deadline = time.monotonic() + 60
-            while True:  # the browser lists its first page once it has created it
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
-                    page = next((t for t in json.load(r) if t["type"] == "page"), None)
-                if page is not None:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("Chromium listed no page within 60 s")
-                time.sleep(0.05)
+            # a page of our own, created by the browser's DevTools endpoint and returned with its address
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
+            with urllib.request.urlopen(request, timeout=30) as r:
+                page = json.load(r)
             return asyncio.run(_visit(page["webSocketDebuggerUrl"], url, script, width))
         finally:
             with contextlib.suppress(ProcessLookupError):
