@@ -130,7 +130,7 @@ def configurations(quick: bool, seeds: int, encoder_name: str | None, heavy: boo
     from sklearn.svm import SVC
 
     from emo.fusion.presets import get_preset, preset_config
-    from emo.fusion.train import TrainConfig
+    from emo.fusion.train_config import TrainConfig
 
     base = dict(modalities=("audio",), split="speaker", folds=FOLDS, seeds=seeds)
     rows = [
@@ -203,7 +203,8 @@ def _runs_of_reference(fs: Any, row: Config, seeds: int) -> list[dict[str, Any]]
 
     from emo.fusion.metrics import classification_metrics
     from emo.fusion.splits import make_splits
-    from emo.fusion.train import TrainConfig, prepare_data
+    from emo.fusion.train import prepare_data
+    from emo.fusion.train_config import TrainConfig
 
     config = TrainConfig(method="early", modalities=("audio",), features=(row.feature,), split="speaker",
                          standardize=row.standardize)  # fmt: skip

@@ -176,14 +176,14 @@ def sequential(data: str, store: str, threads: int | None) -> None:
 
         torch.set_num_threads(threads)
     from emo.features_store.writer import StoreWriter
-    from emo.pipeline.config import FEATURE_TOKENS, ExtractionConfig
+    from emo.pipeline.config import ExtractionConfig
     from emo.pipeline.datasets import scan_dataset
     from emo.pipeline.extract import ExtractionReport, software_versions
     from emo.pipeline.extractors import build_extractors, pin_config
     from emo.pipeline.process import process_clip
     from emo.pipeline.runner import worker_extractors
 
-    config = pin_config(ExtractionConfig(features=FEATURE_TOKENS, visual_model="resnet18", visual_weights="random"))
+    config = pin_config(ExtractionConfig(visual_model="resnet18", visual_weights="random"))  # the default tokens
     scan = scan_dataset(data)
     extractors = worker_extractors(config)  # build + warm up once (timed as "model load", like a worker)
     results = [process_clip(record, extractors, config) for record in scan.records]

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import environment as common_environment  # noqa: E402
 from benchmarks.common import load_average  # noqa: E402
-from emo.pipeline.faces import DEFAULT_BATCH_SIZE, DEFAULT_DETECT_SIZE, FaceDetections, FaceDetector  # noqa: E402
+from emo.pipeline.face_detection import DEFAULT_BATCH_SIZE, DEFAULT_DETECT_SIZE, FaceDetections, FaceDetector  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "faces.json"
 CANVASES = ((480, 640), (720, 1280))

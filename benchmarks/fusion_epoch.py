@@ -42,7 +42,8 @@ def time_head(fs, method: str, epochs: int) -> dict:
     import torch
 
     from emo.fusion.splits import Split
-    from emo.fusion.train import TrainConfig, prepare_data, run_once
+    from emo.fusion.train import prepare_data, run_once
+    from emo.fusion.train_config import TrainConfig
 
     #: heads defined on fewer modalities than the store has (speech-cnn: audio only; seed 003: audio-video)
     modalities = {"speech-cnn": ("audio",), "cross-tucker": ("audio", "video")}.get(method)
@@ -79,8 +80,7 @@ def time_head(fs, method: str, epochs: int) -> dict:
 
 def run(quick: bool, methods: list[str] | None = None, clips: int | None = None) -> list[dict]:
     from emo.features_store import FeatureStore
-    from emo.fusion.heads import HEADS
-    from emo.fusion.train import input_kinds
+    from emo.fusion.heads import HEADS, input_kinds
 
     n_clips, epochs = SETTINGS["quick" if quick else "full"]
     n_clips = clips or n_clips

@@ -47,7 +47,7 @@ def _specs(steps: int) -> list:
 
 
 def _results(n_clips: int, steps: int, frames: int, seed: int, frames_of: dict[str, int] | None = None) -> Iterator:
-    from emo.features_store.writer import ClipResult
+    from emo.features_store.clip_result import ClipResult
 
     rng = np.random.default_rng(seed)
     centres = {p: rng.standard_normal((len(LABELS), d)).astype(np.float32) * 0.5 for p, d in SEQUENCES.items()}

@@ -4,6 +4,7 @@ as one line on stderr with their exit code."""
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import sys
@@ -87,3 +88,38 @@ class EmoGroup(click.Group):
             # a command that has results to keep (extract) catches Ctrl-C itself and reports what it kept
             click.echo("emo: interrupted", err=True)
             ctx.exit(130)
+
+
+def _load(module: str, attribute: str) -> Any:
+    return getattr(importlib.import_module(module), attribute)
+
+
+class LazyChoice(click.Choice):
+    """A choice whose values are a library registry or constant (``module``, ``attribute``), read when first
+    needed (help, validation, completion): the CLI copies no list, and building it imports no model code."""
+
+    def __init__(self, module: str, attribute: str, extra: tuple[str, ...] = ()) -> None:
+        self._source = (module, attribute)
+        self._extra = extra
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*self._extra, *_load(*self._source))
+
+
+class RegistryHelpOption(click.Option):
+    """An option whose help names a registry's entries: ``{names}`` in ``help`` becomes them, read when the help
+    is shown (for values that are not a plain choice, e.g. ``--selector text=l1,audio=tree``)."""
+
+    def __init__(self, *args: Any, registry: tuple[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._registry = registry
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        template = self.help
+        self.help = (template or "").replace("{names}", ", ".join(_load(*self._registry)))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template

@@ -12,10 +12,10 @@ import zarr
 
 from emo.errors import StoreError
 from emo.features_store.checksums import record_checksums
+from emo.features_store.layout import compressors_for
 from emo.features_store.location import parse_location
 from emo.features_store.lock import StoreLock
-from emo.features_store.store import ROWS_ATTR, FeatureStore, check_version, members
-from emo.features_store.writer import compressors_for
+from emo.features_store.store import ROWS_ATTR, check_version, members
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,6 @@ def write_derived(
                 attributes={DERIVED_ATTR: True},
             )
             record_checksums(model, 0, model.shape[0])
-
-
-def derived_paths(fs: FeatureStore) -> list[str]:
-    """Derived arrays and model groups present in a store."""
-    out = []
-    for path in fs.array_paths():
-        if fs.array(path).attrs.get(DERIVED_ATTR):
-            top = path.split("_model/")[0] if "_model/" in path else path
-            if top not in out:
-                out.append(top)
-    return out
 
 
 def drop_derived(group: zarr.Group) -> list[str]:

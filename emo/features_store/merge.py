@@ -25,18 +25,17 @@ import numpy as np
 from emo.errors import StoreError, UsageError
 from emo.features_store.checksums import CHECKSUMS_ATTR
 from emo.features_store.clip_result import ClipResult
+from emo.features_store.layout import DERIVED_ARRAYS, feature_specs, is_derived
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
-from emo.features_store.schema import CLIP_COLUMNS, FeatureSpec, SequenceSpec, VectorSpec
+from emo.features_store.resume import config_differences
+from emo.features_store.schema import CLIP_COLUMNS, FeatureSpec, VectorSpec
 from emo.features_store.store import FeatureStore, before_time_grid
 from emo.features_store.verify import verify_store
-from emo.features_store.writer import StoreWriter, config_differences
+from emo.features_store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
 _SHOWN = 5
-_DERIVED_ROWS = ("aligned", "mask", "pooled")
-
-
 @dataclass
 class MergeReport:
     """What a merge took from each source and what it left out."""
@@ -96,45 +95,10 @@ def _mapped_labels(labels: Sequence[str], label_map: dict[str, str]) -> list[str
     return out
 
 
-def _is_derived(fs: FeatureStore, path: str) -> bool:
-    return bool(fs.array(path).attrs.get("derived")) or "_model/" in path
-
-
-def feature_specs(fs: FeatureStore) -> list[FeatureSpec]:
-    """The writer's description of a store's feature arrays (derived arrays left out)."""
-    arrays = {p: fs.array(p) for p in fs.feature_paths() if not _is_derived(fs, p)}
-    groups = sorted({p.rsplit("/", 1)[0] for p in arrays if p.endswith("/offsets")})
-    specs: list[FeatureSpec] = []
-    covered: set[str] = set()
-    for group in groups:
-        members = {p.rsplit("/", 1)[1]: a for p, a in arrays.items() if p.rsplit("/", 1)[0] == group}
-        fields = {name: tuple(a.shape[1:]) for name, a in members.items() if a.attrs.get("ragged", False)}
-        if not fields:
-            continue
-        derived = all(name in members for name in _DERIVED_ROWS) and len(fields) == 1
-        first = members[next(iter(fields))]
-        specs.append(
-            SequenceSpec(
-                group,
-                fields,
-                steps=int(members["aligned"].shape[1]) if derived else 0,
-                derived=derived,
-                dtype=str(first.dtype),
-                attrs=dict(fs.group[group].attrs),
-            )
-        )
-        covered |= {f"{group}/{n}" for n in [*fields, "offsets", *(_DERIVED_ROWS if derived else ())]}
-    for path, arr in arrays.items():
-        if path not in covered:
-            attrs = {k: v for k, v in arr.attrs.items() if k != CHECKSUMS_ATTR}
-            specs.append(VectorSpec(path, tuple(arr.shape[1:]), dtype=str(arr.dtype), attrs=attrs))
-    return specs
-
-
 def _array_signature(fs: FeatureStore) -> dict[str, str]:
     sig = {}
     for path in fs.feature_paths():
-        if not _is_derived(fs, path):
+        if not is_derived(fs, path):
             arr = fs.array(path)
             sig[path] = f"{tuple(arr.shape[1:])} {arr.dtype}"
     return sig
@@ -249,7 +213,7 @@ def _results(
         for name in spec.fields:
             block[f"{spec.path}/{name}"] = fs.array(f"{spec.path}/{name}")[int(offsets[0]) : int(offsets[-1])]
         if spec.derived:
-            for name in _DERIVED_ROWS:
+            for name in DERIVED_ARRAYS:
                 block[f"{spec.path}/{name}"] = fs.array(f"{spec.path}/{name}")[start:stop]
     out = []
     for i in rows:
@@ -268,7 +232,7 @@ def _results(
             for field_name in spec.fields:
                 arrays[f"{spec.path}/{field_name}"] = np.asarray(block[f"{spec.path}/{field_name}"][a:b])
             if spec.derived:
-                for derived in _DERIVED_ROWS:
+                for derived in DERIVED_ARRAYS:
                     arrays[f"{spec.path}/{derived}"] = np.asarray(block[f"{spec.path}/{derived}"][j])
         out.append(ClipResult(values, arrays))
     return out
@@ -318,7 +282,7 @@ def merge_stores(
         first = stores[0]
         specs = feature_specs(first)
         report.dropped_arrays = sorted(
-            {p for fs in stores for p in fs.feature_paths() if _is_derived(fs, p)} - {s.path for s in specs}
+            {p for fs in stores for p in fs.feature_paths() if is_derived(fs, p)} - {s.path for s in specs}
         )
         adapters = sorted({str(fs.attrs.get("dataset", {}).get("adapter", "")) for fs in stores})
         writer = StoreWriter.open(

@@ -19,12 +19,12 @@ import zarr
 
 from emo.errors import UsageError
 from emo.features_store.checksums import record_checksums
+from emo.features_store.layout import FRAME_CHUNK_BYTES, compressors_for
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.lock import StoreLock
 from emo.features_store.schema import GRID_STORE_VERSION
 from emo.features_store.sequences import align_on_grid, grid_description
 from emo.features_store.store import ROWS_ATTR, check_version, members
-from emo.features_store.writer import FRAME_CHUNK_BYTES, compressors_for
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
-    __name__, submod_attrs={"train": ["TrainConfig", "TrainResult", "train"]}
+    __name__, submod_attrs={"train": ["TrainResult", "train"], "train_config": ["TrainConfig"]}
 )
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from emo.fusion.train import TrainConfig as TrainConfig
     from emo.fusion.train import TrainResult as TrainResult
     from emo.fusion.train import train as train
+    from emo.fusion.train_config import TrainConfig as TrainConfig

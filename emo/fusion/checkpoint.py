@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from emo.errors import UsageError
 from emo.fusion.heads import FusionHead, build_head
-from emo.fusion.normalize import Standardizer
+from emo.fusion.preprocessing import Preprocessing
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -32,10 +32,8 @@ class Checkpoint:
     """A loaded model with everything needed to apply it to new features."""
 
     head: FusionHead
-    standardizers: dict[str, Standardizer]
-    selections: dict[str, np.ndarray]
+    preprocessing: Preprocessing
     config: dict[str, Any]
-    extra: dict[str, np.ndarray]  # e.g. "ae.*": the autoencoder computing audio/ae
 
     @property
     def class_names(self) -> list[str]:
@@ -45,18 +43,12 @@ class Checkpoint:
 def save_checkpoint(
     run_dir: Path,
     head: FusionHead,
-    standardizers: dict[str, Standardizer],
-    selections: dict[str, np.ndarray],
+    preprocessing: Preprocessing,
     config: dict[str, Any],
-    extra: dict[str, np.ndarray] | None = None,
 ) -> None:
+    """Write the head's weights and the run's fitted preprocessing (safetensors) and ``config`` (JSON)."""
     tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in (extra or {}).items()}
-    for modality, std in standardizers.items():
-        tensors[f"norm.{modality}.mean"] = torch.from_numpy(std.mean.copy())
-        tensors[f"norm.{modality}.std"] = torch.from_numpy(std.std.copy())
-    for modality, keep in selections.items():
-        tensors[f"select.{modality}"] = torch.from_numpy(keep.astype(np.uint8))
+    tensors |= {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in preprocessing.state_arrays().items()}
     save_file(tensors, str(run_dir / MODEL_FILE), metadata={"format": "emo-fusion", "version": str(FORMAT_VERSION)})
     full = {
         "format_version": FORMAT_VERSION,
@@ -85,11 +77,6 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
     )
     head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
     head.eval()
-    standardizers = {
-        m: Standardizer(tensors[f"norm.{m}.mean"].numpy(), tensors[f"norm.{m}.std"].numpy())
-        for m in config["dims"]
-        if f"norm.{m}.mean" in tensors
-    }
-    selections = {k[7:]: v.numpy().astype(bool) for k, v in tensors.items() if k.startswith("select.")}
-    extra = {k: v.numpy() for k, v in tensors.items() if not k.startswith(("head.", "norm.", "select."))}
-    return Checkpoint(head, standardizers, selections, config, extra)
+    arrays = {k: v.numpy() for k, v in tensors.items() if not k.startswith("head.")}
+    preprocessing = Preprocessing.from_state(arrays, config.get("fitted", {}), list(config["dims"]))
+    return Checkpoint(head, preprocessing, config)

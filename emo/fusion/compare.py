@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from emo.features_store import FeatureStore
-from emo.fusion.heads import build_head, paper_modalities
+from emo.fusion.heads import build_head, input_kinds, paper_modalities
 from emo.fusion.report_page import write_report
 from emo.fusion.reports import plot_comparison
 from emo.fusion.run_dir import prepare_run_dir, write_run
 from emo.fusion.significance import compare_methods
 from emo.fusion.tracking import Tracking, log_result
-from emo.fusion.train import TrainConfig, apply_preset, input_kinds, prepare_data, train_on_data
+from emo.fusion.train import apply_preset, prepare_data, train_on_data
+from emo.fusion.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 

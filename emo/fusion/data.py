@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from emo.errors import UsageError
-from emo.features_store import FeatureStore
+from emo.features_store.layout import feature_names
 from emo.features_store.schema import MODALITIES, STATUS_OK
 from emo.features_store.sequences import align
 from emo.features_store.store import before_time_grid
@@ -38,6 +38,23 @@ DEFAULT_FEATURES: dict[tuple[str, str], tuple[str, ...]] = {
     ("text", "vector"): ("text/mean",),
     ("text", "sequence"): ("text/tokens",),
 }
+
+
+class FeatureSource(Protocol):
+    """What training and prediction read features through: a :class:`FeatureStore`, or the results of
+    extracting new clips (``emo.fusion.predict.ResultsSource``) presented the same way."""
+
+    n_clips: int
+    config: dict[str, Any]
+    config_hash: str
+    labels: list[str]
+    location: Any  # has .display, the name messages use
+
+    def array_paths(self) -> list[str]: ...
+    def feature_paths(self) -> list[str]: ...
+    def read(self, path: str) -> np.ndarray: ...
+    def sequences(self, path: str) -> list[np.ndarray]: ...
+    def clips(self) -> Any: ...
 
 
 @dataclass
@@ -136,7 +153,7 @@ class FusionData:
         )
 
 
-def _group_of(fs: FeatureStore, path: str) -> tuple[str, str]:
+def _group_of(fs: FeatureSource, path: str) -> tuple[str, str]:
     """(kind, resolved path): 'vector' for a plain array, 'group' for a ragged group, or an explicit sub-array."""
     paths = set(fs.array_paths())
     if path in paths:
@@ -149,27 +166,17 @@ def _group_of(fs: FeatureStore, path: str) -> tuple[str, str]:
     if f"{path}/offsets" in paths:
         return "group", path
     raise UsageError(
-        f"no feature '{path}' in {fs.location.display}; it has: {', '.join(_feature_names(fs)) or 'no features'}"
+        f"no feature '{path}' in {fs.location.display}; it has: "
+        f"{', '.join(feature_names(fs.feature_paths())) or 'no features'}"
     )
 
 
-def _feature_names(fs: FeatureStore) -> list[str]:
-    names = []
-    for p in fs.feature_paths():
-        head, _, leaf = p.rpartition("/")
-        leaves = ("values", "offsets", "aligned", "mask", "pooled", "times", "boxes", "probs", "landmarks")
-        name = head if leaf in leaves else p
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def _status_present(fs: FeatureStore, modality: str, clips: Any) -> np.ndarray:
+def _status_present(fs: FeatureSource, modality: str, clips: Any) -> np.ndarray:
     column = f"status_{modality}"
     return (clips[column].to_numpy() == STATUS_OK) if column in clips else np.ones(len(clips), bool)
 
 
-def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_feature(fs: FeatureSource, path: str, kind: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """One feature as (x, valid) in the layout of ``kind``."""
     what, group = _group_of(fs, path)
     if what == "vector":
@@ -196,7 +203,7 @@ def _load_feature(fs: FeatureStore, path: str, kind: str, steps: int) -> tuple[n
 
 
 def resolve_features(
-    fs: FeatureStore,
+    fs: FeatureSource,
     modalities: Sequence[str] | None,
     features: Sequence[str] | None,
     kinds: Mapping[str, str],
@@ -225,7 +232,7 @@ def resolve_features(
         if missing:
             raise UsageError(f"--features gives nothing for modality {', '.join(missing)}")
         return chosen
-    available = set(_feature_names(fs))
+    available = set(feature_names(fs.feature_paths()))
     for modality in modalities or default_modalities:
         kind = base_kind(kinds.get(modality, "vector"))
         if (modality, kind) not in DEFAULT_FEATURES:
@@ -289,7 +296,7 @@ def frames_view(
     return out, mask
 
 
-def _load_frames(fs: FeatureStore, path: str, spec: FrameInput) -> tuple[np.ndarray, np.ndarray]:
+def _load_frames(fs: FeatureSource, path: str, spec: FrameInput) -> tuple[np.ndarray, np.ndarray]:
     """A ragged group's own frames of every clip as [N, length, D] with a frame mask (see :func:`frames_view`)."""
     what, group = _group_of(fs, path)
     if what != "group" and f"{group}/values" not in set(fs.array_paths()):
@@ -307,7 +314,7 @@ def _load_frames(fs: FeatureStore, path: str, spec: FrameInput) -> tuple[np.ndar
     return np.stack([x for x, _ in views]), np.stack([m for _, m in views])
 
 
-def _trimmed_spans(fs: FeatureStore) -> list[tuple[float, float] | None] | None:
+def _trimmed_spans(fs: FeatureSource) -> list[tuple[float, float] | None] | None:
     """Per clip, the part of the clip (start, end fractions) its audio frames cover when extraction trimmed the
     silence around the speech (``--trim-silence``); None for a store extracted without trimming."""
     if fs.config.get("trim_silence_db") is None:
@@ -326,7 +333,7 @@ def _trimmed_spans(fs: FeatureStore) -> list[tuple[float, float] | None] | None:
     return out
 
 
-def _fitted_source(fs: FeatureStore, path: str) -> str:
+def _fitted_source(fs: FeatureSource, path: str) -> str:
     source = FITTED_FEATURES[path]
     if f"{source}/values" not in set(fs.array_paths()):
         raise UsageError(
@@ -337,7 +344,7 @@ def _fitted_source(fs: FeatureStore, path: str) -> str:
 
 
 def load_fusion_data(
-    fs: FeatureStore,
+    fs: FeatureSource,
     features: Mapping[str, Sequence[str]],
     kinds: Mapping[str, str],
     fitted_dims: Mapping[str, int] | None = None,

@@ -15,14 +15,15 @@ import torch
 
 from emo.errors import UsageError
 from emo.features_store import ClipResult, FeatureStore
+from emo.features_store.layout import feature_array_paths
+from emo.features_store.resume import config_differences
 from emo.features_store.schema import CLIP_COLUMNS, SequenceSpec
-from emo.features_store.writer import config_differences
 from emo.fusion.checkpoint import Checkpoint, load_checkpoint
-from emo.fusion.data import FITTED_FEATURES, load_fusion_data
+from emo.fusion.data import load_fusion_data
 from emo.fusion.fitted import FITTED
 from emo.fusion.labels import LabelChoice
 from emo.fusion.normalize import MIN_SPEAKER_CLIPS, few_clip_speakers, speaker_standardized
-from emo.fusion.train import Prepared, predict_proba
+from emo.fusion.train import Prepared, predict_proba, tensors
 
 
 class ResultsSource:
@@ -43,9 +44,7 @@ class ResultsSource:
         self.labels = labels
         self.location = SimpleNamespace(display="the given clips")
         self._ragged = {f"{s.path}/{f}" for s in specs if isinstance(s, SequenceSpec) for f in s.fields}
-        self._paths = sorted(
-            {p for s in specs for p in s.arrays()} | {f"{s.path}/offsets" for s in specs if isinstance(s, SequenceSpec)}
-        )
+        self._paths = feature_array_paths(specs)
 
     def array_paths(self) -> list[str]:
         return self._paths
@@ -93,21 +92,6 @@ def _check_dims(ckpt: Checkpoint, data: Any) -> None:
             raise UsageError(f"{modality} features do not match the model's dimensions ({detail})")
 
 
-def _fitted(ckpt: Checkpoint, data: Any, modality: str) -> Any:
-    """The modality's input with its fitted features (``audio/ae``, ``audio/mfcc-cnn``) computed by the models in
-    the checkpoint."""
-    inp = data.inputs[modality]
-    for feature in inp.fitted:
-        description = ckpt.config.get("fitted", {}).get(feature)
-        if description is None:
-            raise UsageError(f"the model uses {feature} but its checkpoint has no fitted model for it")
-        prefix = FITTED[feature].prefix + "."
-        arrays = {k[len(prefix) :]: v for k, v in ckpt.extra.items() if k.startswith(prefix)}
-        model = FITTED[feature].restore(arrays, description)
-        inp = inp.with_values(feature, model.encode(data.frames[FITTED_FEATURES[feature]]))
-    return inp
-
-
 def _speaker_standardized(ckpt: Checkpoint, data: Any) -> Any:
     """``data`` standardised per speaker when the model was trained so (clips without a speaker id are one
     group). A group of fewer than ``MIN_SPEAKER_CLIPS`` clips is refused: one clip standardised by itself is all
@@ -128,15 +112,8 @@ def _speaker_standardized(ckpt: Checkpoint, data: Any) -> Any:
 
 def _apply(ckpt: Checkpoint, data: Any) -> list[Prediction]:
     _check_dims(ckpt, data)
-    xs, masks = {}, {}
-    for modality in ckpt.head.modalities:
-        inp = _fitted(ckpt, data, modality)
-        x = ckpt.standardizers[modality].transform(inp.x, inp.mask)
-        if modality in ckpt.selections:
-            x = x[..., ckpt.selections[modality]]
-        xs[modality] = torch.from_numpy(np.ascontiguousarray(x))
-        masks[modality] = torch.from_numpy(inp.mask)
-    prep = Prepared(ckpt.standardizers, ckpt.selections, {}, xs, masks)
+    xs = ckpt.preprocessing.transform(data)
+    prep = Prepared(ckpt.preprocessing, *tensors({m: xs[m] for m in ckpt.head.modalities}, data, torch.device("cpu")))
     rows = np.arange(data.n)
     dialogues = data.dialogue_codes() if ckpt.head.accepts_dialogue else None
     prob, weights = predict_proba(ckpt.head, prep, rows, torch.device("cpu"), 256, dialogues, data.utterance_idx)
@@ -169,7 +146,7 @@ def _fitted_dims(ckpt: Checkpoint) -> dict[str, int]:
 def _kinds(ckpt: Checkpoint) -> dict[str, str]:
     """Input kinds as the model was trained: a model written before the frame inputs (its modality recorded as
     "sequence") keeps reading the aligned steps it was trained on."""
-    from emo.fusion.train import input_kinds
+    from emo.fusion.heads import input_kinds
 
     kinds = input_kinds(ckpt.config["method"], ckpt.config["hparams"])
     for modality, spec in ckpt.config["modalities"].items():

@@ -119,9 +119,9 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
                 "n_kept": int(keep.sum()),
                 "n_total": int(keep.size),
                 "kept": np.flatnonzero(keep).tolist(),
-                "scores": run.prep.selection_scores.get(m),
+                "scores": run.prep.preprocessing.selection_scores.get(m),
             }
-            for m, keep in run.prep.selections.items()
+            for m, keep in run.prep.preprocessing.selections.items()
         }
         for run in result.runs
     }
@@ -139,8 +139,7 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
     save_checkpoint(
         out,
         ref.head,
-        ref.prep.standardizers,
-        ref.prep.selections,
+        ref.prep.preprocessing,
         {
             "method": result.config.method,
             "class_names": data.class_names,
@@ -150,12 +149,11 @@ def write_run(result: TrainResult, out_dir: str | Path, command: Sequence[str] |
             "selection": {m: result.config.selector.get(m) or _joint(result.config.selector) for m in data.inputs},
             "store": data.store,
             "standardize": data.standardize,
-            "fitted": ref.prep.fitted,
+            "fitted": ref.prep.preprocessing.fitted,
             "train": {"run": ref.name, **{k: v for k, v in report["config"].items() if k != "hparams"}},
             "emo_version": emo.__version__,
             "command": cmd,
         },
-        ref.prep.extra,
     )
     return out
 

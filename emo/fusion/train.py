@@ -21,149 +21,25 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 from emo.features_store import FeatureStore
-from emo.features_store.schema import MODALITIES
-from emo.fusion.data import FITTED_FEATURES, FusionData, ModalityInput, load_fusion_data, resolve_features
+from emo.fusion.data import FusionData, load_fusion_data, resolve_features
 from emo.fusion.fitted import FITTED
-from emo.fusion.heads import HEADS, FusionHead, build_head, head_hparams, paper_modalities
-from emo.fusion.labels import LabelChoice
+from emo.fusion.heads import FusionHead, build_head, input_kinds, paper_modalities
 from emo.fusion.leakage import overlap_summary, permutation_test, split_overlap
 from emo.fusion.metrics import classification_metrics, summarize_runs
 from emo.fusion.normalize import (
     MIN_SPEAKER_CLIPS,
-    Standardizer,
     few_clip_speakers,
     resolve_standardize,
     speaker_standardized,
 )
+from emo.fusion.preprocessing import Preprocessing
 from emo.fusion.splits import Split, explain_protocol, make_splits
+from emo.fusion.train_config import TrainConfig, lr_schedule
 
 log = logging.getLogger(__name__)
 
-SELECTORS = ("none", "l1", "tree", "zebra")
-#: key of ``TrainConfig.selector`` for one selector over the concatenated vector of every modality (seed 001)
-JOINT = "joint"
 
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (recorded in metrics.json and config.json)."""
-
-    method: str = "attention"
-    modalities: tuple[str, ...] | None = None
-    features: tuple[str, ...] | None = None
-    selector: dict[str, str] = field(default_factory=dict)  # modality (or JOINT) -> none | l1 | tree | zebra
-    split: str = "auto"
-    folds: int = 1
-    seeds: int = 1
-    seed: int = 0
-    epochs: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 15
-    class_weights: bool = False
-    device: str = "cpu"
-    hparams: dict[str, Any] = field(default_factory=dict)
-    permutation_test: int = 0  # label permutations of the reference split (leakage check); 0 = none
-    autoencoder: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig overrides for audio/ae
-    mfcc_cnn: dict[str, Any] = field(default_factory=dict)  # MfccCnnConfig overrides for audio/mfcc-cnn
-    label_from: str = "label"  # or "metadata:KEY" (e.g. MELD's metadata:Sentiment)
-    map_labels: dict[str, str] = field(default_factory=dict)
-    classes: tuple[str, ...] | None = None  # keep only these classes, in this order
-    lr_schedule: str = "constant"  # or "inverse-time:DECAY" (lr / (1 + DECAY * step), Keras' decay) or "cosine"
-    #: validation share of the clips carved from the training part; None = the protocol's default (0.1, and
-    #: none for ``stratified``: the papers' 80/20 trains on 80% for the fixed epochs, without early stopping)
-    val_fraction: float | None = None
-    metrics: str = "macro"  # the average the tables lead with: "macro" or "weighted" (as the paper reports)
-    #: "auto" (per speaker when the split is speaker-independent), "speaker" or "global" (emo.fusion.normalize)
-    standardize: str = "auto"
-    preset: str = ""  # the --preset these values came from (emo.fusion.presets)
-    #: what this run's store lacks of the preset's extraction (named deviations, filled by apply_preset)
-    preset_notes: tuple[str, ...] = ()
-
-    def fitted_params(self, feature: str) -> dict[str, Any]:
-        """The parameters of a fitted feature (``--autoencoder``, ``--mfcc-cnn``)."""
-        return dict({"audio/ae": self.autoencoder, "audio/mfcc-cnn": self.mfcc_cnn}.get(feature, {}))
-
-    @property
-    def labels(self) -> LabelChoice:
-        return LabelChoice(self.label_from, self.map_labels, self.classes)
-
-    def __post_init__(self) -> None:
-        if self.method not in HEADS:
-            raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(HEADS)}")
-        for modality, name in self.selector.items():
-            if modality not in (*MODALITIES, JOINT):
-                raise UsageError(f"selector for unknown modality {modality!r}")
-            if name not in SELECTORS:
-                raise UsageError(f"unknown selector {name!r} for {modality}; choose one of {', '.join(SELECTORS)}")
-        lr_schedule(self.lr_schedule)  # validates
-        resolve_standardize(self.standardize, "")  # validates
-        if self.metrics not in ("macro", "weighted"):
-            raise UsageError(f"--metrics must be macro or weighted, got {self.metrics!r}")
-        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 0.5:
-            raise UsageError(f"--val-fraction must be in [0, 0.5), got {self.val_fraction}")
-        for name, value, low in (
-            ("--folds", self.folds, 1),
-            ("--seeds", self.seeds, 1),
-            ("--epochs", self.epochs, 1),
-            ("--batch-size", self.batch_size, 1),
-            ("--permutation-test", self.permutation_test, 0),
-        ):
-            if value < low:
-                raise UsageError(f"{name} must be at least {low}")
-
-
-def lr_schedule(spec: str) -> Callable[[int, int], float]:
-    """``factor(step, total_steps)`` multiplying the initial learning rate after ``step`` optimiser steps.
-
-    ``constant``; ``inverse-time:D``: 1 / (1 + D * step), the time-based decay of Keras' ``decay=D`` that seed
-    004 means by "an initial learning rate of 0.0005, which decayed at a rate of 0.0001"; ``cosine``: half a
-    cosine from 1 to 0 over the run's steps.
-    """
-    kind, _, arg = spec.partition(":")
-    if kind == "constant" and not arg:
-        return lambda step, total: 1.0
-    if kind == "inverse-time":
-        try:
-            decay = float(arg)
-        except ValueError:
-            decay = -1.0
-        if decay < 0:
-            raise UsageError(f"--lr-schedule inverse-time:DECAY needs a non-negative number, got {spec!r}")
-        return lambda step, total: 1.0 / (1.0 + decay * step)
-    if kind == "cosine" and not arg:
-        return lambda step, total: 0.5 * (1.0 + float(np.cos(np.pi * min(step, total) / max(total, 1))))
-    raise UsageError(f"unknown --lr-schedule {spec!r}; choose constant, inverse-time:DECAY or cosine")
-
-
-def parse_selector(spec: str | None) -> dict[str, str]:
-    """``zebra`` (one selector over the concatenated vector of every modality, as seed 001 selects on the fused
-    audio-visual vector) or ``text=l1,audio=tree,video=tree`` (one per modality, seed 002)."""
-    if not spec or spec == "none":
-        return {}
-    if "=" not in spec:
-        return {JOINT: spec}
-    out = {}
-    for part in spec.split(","):
-        modality, _, name = part.partition("=")
-        if modality.strip() not in MODALITIES:
-            raise UsageError(f"--selector: unknown modality {modality.strip()!r} in {spec!r}")
-        out[modality.strip()] = name.strip()
-    return out
-
-
-def input_kinds(method: str, hparams: Mapping[str, Any]) -> dict[str, str]:
-    """What each modality feeds the head: pooled vectors, aligned sequences, or the clip's own frames
-    (``frames:LENGTH:MODE``, e.g. the mel frames of seed 004's speech CNN and seed 003's 2-D CNN)."""
-    kinds = {m: HEADS[method].input_kind for m in MODALITIES}
-    resolved = head_hparams(method) | dict(hparams)
-    for modality, spec in HEADS[method].frame_inputs(resolved).items():
-        kinds[modality] = spec.kind
-    return kinds
-
-
-def resolve_device(device: str) -> torch.device:
+def torch_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -229,162 +105,28 @@ def prepare_data(fs: FeatureStore, config: TrainConfig) -> FusionData:
     return labelled
 
 
-# -------------------------------------------------------------------------------------------- selection
-def _clip_vectors(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """One vector per clip of standardised input ``x``: vectors as they are, sequences averaged over their valid
-    steps (zeros, the training mean, where a clip has none)."""
-    if x.ndim == 2:
-        return x
-    count = mask.sum(axis=1, keepdims=True)
-    return (x * mask[..., None]).sum(axis=1) / np.maximum(count, 1)
-
-
-def fit_selection(
-    name: str, x: np.ndarray, y: np.ndarray, seed: int, groups: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit selector ``name`` on rows ``x`` (labels ``y``; ``groups`` for zebra's grouped inner CV); returns the
-    keep mask and the per-feature scores."""
-    sel = make_selector(name, seed)
-    if name == "zebra" and groups is not None:
-        sel.fit(x, y, groups=groups)
-    else:
-        sel.fit(x, y)
-    keep = np.asarray(sel.get_support(), dtype=bool)
-    return keep, np.nan_to_num(np.asarray(getattr(sel, "scores_", keep), dtype=float))
-
-
-def make_selector(name: str, seed: int) -> Any:
-    from emo.fusion.selection import L1Selector, TreeSelector, ZebraSelector
-
-    if name == "l1":
-        return L1Selector()
-    if name == "tree":
-        return TreeSelector(random_state=seed)
-    return ZebraSelector(random_state=seed)
-
-
-def _selection_matrix(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows a selector fits on: vectors as they are, sequences as their mean over valid steps."""
-    if x.ndim == 2:
-        return x[mask], mask
-    present = mask.any(axis=1)
-    summed = (x * mask[..., None]).sum(axis=1)
-    return summed[present] / mask[present].sum(axis=1, keepdims=True), present
-
-
 # -------------------------------------------------------------------------------------------- prepared run
 @dataclass
 class Prepared:
-    """Fitted preprocessing of one run and the model-ready tensors of every clip."""
+    """One run's preprocessing, fitted on its training clips, and the model-ready tensors of every clip."""
 
-    standardizers: dict[str, Standardizer]
-    selections: dict[str, np.ndarray]  # modality -> boolean keep-mask over the feature axis
-    selection_scores: dict[str, list[float]]
+    preprocessing: Preprocessing
     xs: dict[str, Tensor]
     masks: dict[str, Tensor]
-    #: models fitted on the training clips that compute inputs (``ae.*``: the audio autoencoder), and what
-    #: each was trained on (feature path -> description)
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
-    fitted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def dims(self) -> dict[str, int]:
         return {m: int(x.shape[-1]) for m, x in self.xs.items()}
 
 
-def preprocess(
-    data: FusionData,
-    train_rows: np.ndarray,
-    selector: Mapping[str, str],
-    seed: int,
-    device: torch.device,
-    fitted_params: Mapping[str, Mapping[str, Any]] | None = None,
-    groups: np.ndarray | None = None,
-) -> Prepared:
-    """Fit fitted features (:data:`emo.fusion.fitted.FITTED`: the audio autoencoder, the MFCC CNN; parameters
-    per feature in ``fitted_params``), standardisation and selection on ``train_rows`` only; transform every
-    clip. ``groups`` [N] (speakers, when the outer split holds them out) groups the inner cross-validation of a
-    zebra selector."""
-    standardizers, selections, scores, xs, masks = {}, {}, {}, {}, {}
-    extra: dict[str, np.ndarray] = {}
-    fitted_info: dict[str, dict[str, Any]] = {}
-    inner_groups = None if groups is None else groups[train_rows]
-    zs: dict[str, np.ndarray] = {}
-    for name, modality in data.inputs.items():
-        for feature in modality.fitted:
-            params = (fitted_params or {}).get(feature, {})
-            modality, arrays, info = fit_feature(data, modality, feature, train_rows, seed, params)
-            extra |= arrays
-            fitted_info[feature] = info
-        std = Standardizer.fit(modality, train_rows)
-        x = std.transform(modality.x, modality.mask)
-        standardizers[name] = std
-        chooser = selector.get(name, "none")
-        if chooser != "none":
-            fit_x, rows_present = _selection_matrix(x[train_rows], modality.mask[train_rows])
-            keep, score = fit_selection(
-                chooser,
-                fit_x,
-                data.y[train_rows][rows_present],
-                seed,
-                None if inner_groups is None else inner_groups[rows_present],
-            )
-            selections[name], scores[name] = keep, score.tolist()
-            x = x[..., keep]
-            log.info("%s selection on %s: kept %d of %d features", chooser, name, int(keep.sum()), keep.size)
-        zs[name] = x
-        masks[name] = torch.from_numpy(modality.mask).to(device)
-    joint = selector.get(JOINT, "none")
-    if joint != "none":
-        # one subset of the concatenated clip vector of every modality (learned frame front-ends excepted)
-        names = [n for n, m in data.inputs.items() if m.kind != "frames"]
-        if not names:
-            raise UsageError(
-                f"--selector {joint} selects among clip vectors, and every input of this method is learned from "
-                "frames; give a per-modality selector or none"
-            )
-        blocks = [_clip_vectors(zs[n][train_rows], data.inputs[n].mask[train_rows]) for n in names]
-        keep, score = fit_selection(joint, np.concatenate(blocks, axis=1), data.y[train_rows], seed, inner_groups)
-        at = 0
-        for n, block in zip(names, blocks, strict=True):
-            width = block.shape[1]
-            selections[n], scores[n] = keep[at : at + width], score[at : at + width].tolist()
-            if not selections[n].any():  # the subset dropped the whole modality: keep its best-scored feature
-                selections[n] = np.zeros(width, bool)
-                selections[n][int(np.argmax(score[at : at + width]))] = True
-            zs[n] = zs[n][..., selections[n]]
-            at += width
-        log.info(
-            "%s selection on %s jointly: kept %d of %d features (%s)",
-            joint, "+".join(names), int(keep.sum()), keep.size,
-            ", ".join(f"{n} {int(selections[n].sum())}" for n in names),
-        )
-    for name, x in zs.items():
-        xs[name] = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-    return Prepared(standardizers, selections, scores, xs, masks, extra, fitted_info)
-
-
-def fit_feature(
-    data: FusionData,
-    modality: ModalityInput,
-    feature: str,
-    train_rows: np.ndarray,
-    seed: int,
-    params: Mapping[str, Any],
-) -> tuple[ModalityInput, dict[str, np.ndarray], dict[str, Any]]:
-    """Fit ``feature`` (``audio/ae``: seed 001's autoencoder; ``audio/mfcc-cnn``: seed 002's MFCC CNN) on the
-    training clips' frames and compute it for every clip; returns the filled input, the model's arrays (prefixed
-    ``ae.``, ``mfcc-cnn.``) and its description."""
-    started = time.monotonic()
-    spec = FITTED[feature]
-    frames = data.frames[FITTED_FEATURES[feature]]
-    model = spec.fit(frames, train_rows, data.y, len(data.class_names), params, seed)
-    filled = modality.with_values(feature, model.encode(frames))
-    log.info(
-        "%s fitted on %d training clips (%d frames) in %.1f s",
-        feature, model.n_clips, model.n_frames, time.monotonic() - started,
+def tensors(
+    xs: Mapping[str, np.ndarray], data: FusionData, device: torch.device
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Model inputs and masks of every clip on ``device``, from preprocessed inputs ``xs``."""
+    return (
+        {m: torch.from_numpy(np.ascontiguousarray(x)).to(device) for m, x in xs.items()},
+        {m: torch.from_numpy(data.inputs[m].mask).to(device) for m in xs},
     )
-    return filled, {f"{spec.prefix}.{k}": v for k, v in model.arrays().items()}, model.describe()
 
 
 # -------------------------------------------------------------------------------------------- batches
@@ -465,7 +207,8 @@ def run_once(
     rng = np.random.default_rng(seed)
     groups = data.speakers if split.grouped_by == "speaker" else None
     params = {f: config.fitted_params(f) for f in FITTED}
-    prep = preprocess(data, split.train, config.selector, seed, device, params, groups)
+    preprocessing, xs = Preprocessing.fit(data, split.train, config.selector, seed, params, groups)
+    prep = Prepared(preprocessing, *tensors(xs, data, device))
     steps = next((int(x.shape[1]) for m, x in prep.xs.items() if data.inputs[m].kind == "sequence"), None)
     head = build_head(config.method, prep.dims, len(data.class_names), steps=steps, **config.hparams).to(device)
     y = torch.from_numpy(data.y).to(device)
@@ -634,7 +377,7 @@ def train_on_data(
 ) -> TrainResult:
     """Every seed x fold of ``config`` on already loaded data (so ``compare`` can share one read)."""
     started = time.monotonic()
-    device = resolve_device(config.device)
+    device = torch_device(config.device)
     protocol, reason = explain_protocol(data, config.split)
     log.info("%s split (%s)", protocol, reason)
     if protocol == "stratified" and not config.val_fraction:

@@ -4,6 +4,8 @@ Options that only change how a run is executed (workers, scheduler, batch size, 
 so a store extracted on a laptop and one extracted on a GPU cluster with the same options have the same hash.
 Model files are part of it by content: :func:`emo.pipeline.extractors.pin_config` fills in the sha256 of the
 visual weights file and of the text model's weights before a run, so replacing a file changes the hash.
+
+Each extractor owns its options: a :class:`Section` in its own module, registered with :func:`register_section`.
 """
 
 from __future__ import annotations
@@ -11,19 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 from emo.errors import UsageError
+from emo.registry import Registry
 
 DENOISE_METHODS = ("none", "spectral-subtraction")
 NORMALIZE_METHODS = ("none", "peak", "rms")
-#: Every feature token (DESIGN.md §5), the default of ``features``: audio, faces, face embeddings, the
-#: summary-image embedding, text. ``emo.pipeline.extractors.EXTRACTORS`` registers one extractor for each.
-FEATURE_TOKENS = ("egemaps", "face", "faces", "mel", "mfcc", "summary", "text")
-#: Visual weights that are not a file path.
-NAMED_WEIGHTS = ("imagenet", "random")
 
 
 #: Leading and trailing audio quieter than this many dB below the clip's loudest frame is left out of the audio
@@ -32,59 +30,123 @@ TRIM_SILENCE_DB = 30.0
 #: Field absent from configs written before trimming existed (those stores were not trimmed: read as None).
 TRIM_FIELD = "trim_silence_db"
 
-#: Fields of the opt-in ``ssl`` token: part of a config (and its hash) only when ``ssl`` is extracted.
-SSL_FIELDS = ("audio_model", "audio_layer", "audio_weights_sha256")
+
+def option(default: Any, help: str = "", **cli: Any) -> Any:
+    """A field of a :class:`Section`: its default and how ``emo extract`` offers it (``help``; ``flag`` when the
+    option is not ``--field-name``; ``type``, ``metavar``, ``is_flag``; ``parse``, a function from the option's
+    text to the value that raises ``ValueError`` with a message; ``cli=False`` for a field set only in code,
+    such as a sha256 pinned before a run)."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
+class Section:
+    """The options of one extractor (or of the extractors sharing one front-end), owned by its module and
+    registered with :func:`register_section`. A config is the shared fields plus one section of each kind.
+
+    Section fields are recorded flat, beside the shared fields, in a store's config (their names are unique
+    across sections): a config's hash does not depend on which section a field lives in, so the hashes of
+    stores written before sections existed stay valid. ``__post_init__`` normalises and validates.
+    """
+
+    name: ClassVar[str]
+    #: tokens whose extraction records this section; empty: recorded always (as every field was before the
+    #: opt-in ``ssl`` token existed, whose fields are recorded only when it is extracted)
+    recorded_with: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+
+S = TypeVar("S", bound=Section)
+
+#: Every section kind: an extractor module registers its options with ``@register_section``.
+SECTIONS: Registry[type[Section]] = Registry("config section")
+
+
+def register_section(cls: type[S]) -> type[S]:
+    """Class decorator: a section every :class:`ExtractionConfig` holds (its defaults unless given)."""
+    return SECTIONS.register(cls.name)(cls)
+
+
+def section_classes() -> list[type[Section]]:
+    """Every registered section kind (importing the extractors registers theirs)."""
+    import emo.pipeline.extractors  # noqa: F401  (importing the extractors registers their sections)
+
+    return list(SECTIONS.values())
+
+
+def _default_tokens() -> tuple[str, ...]:
+    from emo.pipeline.extractors import default_tokens
+
+    return default_tokens()
+
+
+@dataclass(frozen=True, init=False)
 class ExtractionConfig:
-    """What to compute and how. Defaults follow DESIGN.md §4 (25 ms / 10 ms frames, 40 MFCC, 128 mels,
-    5 fps, MTCNN with facenet-pytorch's thresholds, 224x224 aligned faces, ResNet-18 ImageNet, MiniLM text),
-    plus the trimming of leading and trailing silence below 30 dB under the clip's peak before audio features."""
+    """What to compute and how: the fields every extractor shares (tokens, the audio front-end, the time grid)
+    plus one :class:`Section` per extractor kind. Defaults follow DESIGN.md §4 (25 ms / 10 ms frames, 16 kHz,
+    T = 32 steps), plus the trimming of leading and trailing silence below 30 dB under the clip's peak before
+    audio features; each section documents its own (40 MFCC, 128 mels, 5 fps MTCNN, ResNet-18, MiniLM...).
 
-    features: tuple[str, ...] = FEATURE_TOKENS
-    sample_rate: int = 16000
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512
-    n_mfcc: int = 40
-    mfcc_deltas: int = 1  # 1: coefficients + deltas; 2: + delta-deltas
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float | None = None  # None = sample_rate / 2
-    align_steps: int = 32
-    denoise: str = "none"  # seed 001's spectral subtraction before feature extraction
-    normalize: str = "none"  # peak: to -1 dBFS; rms: to -20 dBFS (seed 001's amplitude normalisation)
-    trim_silence_db: float | None = TRIM_SILENCE_DB  # None: keep the leading and trailing silence
-    egemaps_lld: bool = False  # also store eGeMAPS low-level descriptors as a sequence (audio/egemaps_lld)
-    # video: frame sampling, MTCNN, alignment (benchmarks/faces.py measured these defaults)
-    fps: float = 5.0
-    face_min_size: int = 20  # pixels, in the frame as downscaled for detection
-    face_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-Net score thresholds
-    face_detect_size: int = 480  # longer frame side for detection; 0 = full resolution
-    face_size: int = 224  # aligned crop, pixels
-    # visual backbone
-    visual_model: str = "resnet18"
-    visual_weights: str = "imagenet"  # "imagenet", "random" (explicit only) or a state-dict file
-    visual_weights_sha256: str | None = None  # of the weights file (pinned before a run); None for "random"
-    # text encoder
-    text_model: str = "all-MiniLM-L6-v2"  # a directory, a name in the local Hugging Face cache, or the bundled one
-    text_max_length: int = 128  # tokens, [CLS] and [SEP] included
-    text_weights_sha256: str | None = None  # of the text model's weights (pinned before a run)
-    # speech encoder of the opt-in ``ssl`` token (recorded only when it is extracted: older hashes stay valid)
-    audio_model: str = "microsoft/wavlm-base-plus"  # a directory or a name in the local Hugging Face cache
-    audio_layer: str = "mean"  # "mean" of the transformer layers' hidden states, or one index (0 = input)
-    audio_weights_sha256: str | None = None
+    Built from flat keyword arguments, the recorded form: ``ExtractionConfig(features=("mfcc",), n_mfcc=20)``
+    puts ``n_mfcc`` into the MFCC section; :meth:`section` reads one back.
+    """
 
-    def __post_init__(self) -> None:
+    features: tuple[str, ...]
+    sample_rate: int
+    win_ms: float
+    hop_ms: float
+    n_fft: int
+    align_steps: int
+    denoise: str  # seed 001's spectral subtraction before feature extraction
+    normalize: str  # peak: to -1 dBFS; rms: to -20 dBFS (seed 001's amplitude normalisation)
+    trim_silence_db: float | None  # None: keep the leading and trailing silence
+    sections: tuple[Section, ...]
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        sample_rate: int = 16000,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        n_fft: int = 512,
+        align_steps: int = 32,
+        denoise: str = "none",
+        normalize: str = "none",
+        trim_silence_db: float | None = TRIM_SILENCE_DB,
+        sections: Sequence[Section] = (),
+        **options: Any,
+    ) -> None:
+        # features=None: the tokens extracted by default (every registered token but the opt-in ones)
+        shared = {
+            "features": _default_tokens() if features is None else features,
+            "sample_rate": sample_rate,
+            "win_ms": win_ms,
+            "hop_ms": hop_ms,
+            "n_fft": n_fft,
+            "align_steps": align_steps,
+            "denoise": denoise,
+            "normalize": normalize,
+            "trim_silence_db": trim_silence_db,
+        }
+        for key, value in shared.items():
+            object.__setattr__(self, key, value)
+        given = {s.name: s for s in sections}
+        built = []
+        for cls in section_classes():
+            own = {f.name for f in fields(cls)}
+            values = {k: options.pop(k) for k in list(options) if k in own}
+            base = given.get(cls.name)
+            built.append(dataclasses.replace(base, **values) if base is not None else cls(**values))
+        if options:
+            raise TypeError(f"ExtractionConfig got unexpected keyword argument(s): {', '.join(sorted(options))}")
+        object.__setattr__(self, "sections", tuple(sorted(built, key=lambda s: s.name)))
+        self._validate()
+
+    def _validate(self) -> None:
         # order-free: --features mfcc,mel and mel,mfcc are the same configuration (and hash)
         object.__setattr__(self, "features", tuple(sorted(dict.fromkeys(self.features))))
-        object.__setattr__(self, "face_thresholds", tuple(float(t) for t in self.face_thresholds))
-        weights = str(self.visual_weights)
-        if weights not in NAMED_WEIGHTS:
-            # a file: recorded absolute, so that workers started elsewhere and a later `emo predict` find it
-            weights = str(Path(weights).expanduser().absolute())
-        object.__setattr__(self, "visual_weights", weights)
         if self.denoise not in DENOISE_METHODS:
             raise UsageError(f"unknown --denoise {self.denoise!r}; choose one of: {', '.join(DENOISE_METHODS)}")
         if self.normalize not in NORMALIZE_METHODS:
@@ -93,35 +155,28 @@ class ExtractionConfig:
             if not self.trim_silence_db > 0:
                 raise UsageError(f"--trim-silence must be a positive number of dB or 'off', got {self.trim_silence_db}")
             object.__setattr__(self, "trim_silence_db", float(self.trim_silence_db))
-        if self.mfcc_deltas not in (0, 1, 2):
-            raise UsageError("mfcc_deltas must be 0, 1 or 2")
         if self.align_steps < 1:
             raise UsageError("--align-steps must be at least 1")
         if self.sample_rate < 8000:
             raise UsageError("--sample-rate must be at least 8000 Hz")
         if not self.features:
             raise UsageError("no features requested")
-        if not self.fps > 0:
-            raise UsageError(f"--fps must be positive, got {self.fps}")
-        if len(self.face_thresholds) != 3 or not all(0.0 < t < 1.0 for t in self.face_thresholds):
-            raise UsageError(f"--face-thresholds must be three numbers in (0, 1), got {list(self.face_thresholds)}")
-        if self.face_min_size < 1:
-            raise UsageError(f"--face-min-size must be at least 1 pixel, got {self.face_min_size}")
-        if self.face_detect_size < 0:
-            raise UsageError("--face-detect-size must be 0 (full resolution) or a number of pixels")
-        if self.face_detect_size and self.face_detect_size < self.face_min_size:
-            raise UsageError(
-                f"--face-detect-size {self.face_detect_size} is smaller than --face-min-size {self.face_min_size}: "
-                "no face could be found (0 detects at full resolution)"
-            )
-        if self.face_size < 32:
-            raise UsageError(f"face_size must be at least 32 pixels, got {self.face_size}")
-        if self.text_max_length < 3:
-            raise UsageError(f"--text-max-length must be at least 3 tokens, got {self.text_max_length}")
-        layer = str(self.audio_layer)
-        if layer != "mean" and not (layer.isdigit()):
-            raise UsageError(f"--audio-layer must be 'mean' or a layer index (0, 1, ...), got {layer!r}")
-        object.__setattr__(self, "audio_layer", layer if layer == "mean" else str(int(layer)))  # "01" is "1"
+
+    def section(self, cls: type[S]) -> S:
+        """This config's section of kind ``cls`` (e.g. ``config.section(MfccOptions).n_mfcc``)."""
+        for s in self.sections:
+            if s.name == cls.name:
+                return s  # type: ignore[return-value]
+        raise KeyError(cls.name)
+
+    def value(self, key: str) -> Any:
+        """The value of the flat field ``key``, shared or in its section (as :meth:`to_dict` records it)."""
+        if key in _SHARED:
+            return getattr(self, key)
+        for s in self.sections:
+            if key in {f.name for f in fields(s)}:
+                return getattr(s, key)
+        raise KeyError(key)
 
     @property
     def win_length(self) -> int:
@@ -132,12 +187,13 @@ class ExtractionConfig:
         return round(self.sample_rate * self.hop_ms / 1000)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        """The recorded form: shared fields and every recorded section's fields, flat (what a store keeps)."""
+        d: dict[str, Any] = {key: getattr(self, key) for key in _SHARED}
         d["features"] = list(self.features)
-        d["face_thresholds"] = list(self.face_thresholds)
-        if "ssl" not in self.features:
-            for key in SSL_FIELDS:
-                del d[key]
+        for s in self.sections:
+            if s.recorded_with and not set(s.recorded_with) & set(self.features):
+                continue
+            d |= s.to_dict()
         if self.trim_silence_db is None:
             del d[TRIM_FIELD]  # the configs of stores written before trimming existed keep their hash
         return d
@@ -145,19 +201,21 @@ class ExtractionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtractionConfig:
         """Rebuild a config recorded in a store (unknown keys are an error: they come from a newer emo)."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = set(_SHARED) | {f.name for section in section_classes() for f in fields(section)}
         unknown = set(data) - names
         if unknown:
             raise UsageError(f"extraction config has keys this emo does not know: {', '.join(sorted(unknown))}")
         values = dict(data)
         values.setdefault(TRIM_FIELD, None)
-        if "features" in values:
-            values["features"] = tuple(values["features"])
-        if "face_thresholds" in values:
-            values["face_thresholds"] = tuple(values["face_thresholds"])
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
         return cls(**values)
 
     def hash(self) -> str:
         """Stable identity of the configuration (sha256 of its canonical JSON, 16 hex digits)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SHARED = tuple(f.name for f in fields(ExtractionConfig) if f.name != "sections")

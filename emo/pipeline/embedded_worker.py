@@ -14,36 +14,12 @@ import signal
 import threading
 from typing import Any
 
-#: What a Dask worker logs, with a traceback, when a heartbeat to its scheduler fails.
-HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat"
-
-
-class _HeartbeatAfterScheduler(logging.Filter):
-    """Drops the worker's "heartbeat failed" record once the worker is stopping or its scheduler is gone.
-
-    The embedded scheduler lives in the driver and is closed after its workers were told to stop and were
-    waited for (``LocalCluster.close``). A heartbeat already on its way when the driver's process winds down on
-    an overloaded machine still fails (seen once under a full test suite on 2 busy cores), and the worker logs
-    it as an ERROR with a traceback after the driver has reported how the run ended. Only that record, only in
-    these workers, and only then: a heartbeat failing while worker and scheduler are up still shows.
-    """
-
-    def __init__(self, worker: Any) -> None:
-        super().__init__()
-        self.worker = worker
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(HEARTBEAT_FAILED):
-            return True
-        stream = getattr(self.worker, "batched_stream", None)
-        comm = getattr(stream, "comm", None)
-        scheduler_gone = comm is None or comm.closed()
-        return self.worker.status.name == "running" and not scheduler_gone
+from emo.pipeline.dask_records import HeartbeatAfterScheduler
 
 
 def dask_setup(worker: Any) -> None:
     """Dask's preload hook: runs in the worker process's main thread as the worker starts."""
-    logging.getLogger("distributed.worker").addFilter(_HeartbeatAfterScheduler(worker))
+    logging.getLogger("distributed.worker").addFilter(HeartbeatAfterScheduler(worker))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if hasattr(signal, "pthread_sigmask"):

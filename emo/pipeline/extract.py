@@ -18,6 +18,7 @@ from typing import Any
 from emo.features_store.clip_result import ClipResult
 from emo.features_store.derived import drop_derived
 from emo.features_store.location import StoreLocation, parse_location
+from emo.features_store.resume import committed_clip_ids, writable_now
 from emo.features_store.schema import (
     MODALITIES,
     STATUS_FAILED,
@@ -26,12 +27,12 @@ from emo.features_store.schema import (
     STATUS_OK,
     partly_decoded,
 )
-from emo.features_store.writer import StoreWriter, committed_clip_ids, writable_now
+from emo.features_store.writer import StoreWriter
 from emo.interrupt import deferred_interrupt
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers
-from emo.pipeline.extractors import build_extractors, pin_config
+from emo.pipeline.extractors import build_extractors, extractor_classes, pin_config
 from emo.pipeline.runner import ClusterOptions, ClusterStart, n_workers, run_batches
 from emo.pipeline.timing import total
 
@@ -144,38 +145,9 @@ class ExtractionReport:
 
 def models_used(config: ExtractionConfig) -> dict[str, str]:
     """One line per model the configuration uses (what the run says it computed its features with)."""
-    from emo.pipeline.models import check_visual_weights
-    from emo.pipeline.text import resolve_text_model
-
     out: dict[str, str] = {}
-    tokens = set(config.features)
-    if tokens & {"faces", "face", "summary"}:
-        detect = f"longer side {config.face_detect_size} px" if config.face_detect_size else "full resolution"
-        out["faces"] = (
-            f"MTCNN (facenet-pytorch) at {config.fps:g} fps, thresholds {list(config.face_thresholds)}, "
-            f"min face {config.face_min_size} px, detection at {detect}; aligned to {config.face_size}x"
-            f"{config.face_size}"
-        )
-    if tokens & {"face", "summary"}:
-        path = check_visual_weights(config.visual_model, config.visual_weights)
-        if path is None:
-            weights = "RANDOM weights (untrained, as asked)"
-        else:
-            kind = "ImageNet weights" if config.visual_weights == "imagenet" else "weights"
-            weights = f"{kind} {path.name}, sha256 {config.visual_weights_sha256}"
-        out["visual"] = f"{config.visual_model} ({weights})"
-    if "text" in tokens:
-        directory, source = resolve_text_model(config.text_model)
-        out["text"] = (
-            f"{config.text_model} ({source}: {directory}; weights sha256 {config.text_weights_sha256}; "
-            f"max {config.text_max_length} tokens)"
-        )
-    if "ssl" in tokens:
-        directory, source = resolve_text_model(config.audio_model, "speech encoder")
-        out["ssl"] = (
-            f"{config.audio_model} ({source}: {directory}; weights sha256 {config.audio_weights_sha256}; hidden "
-            f"states {'mean of every layer' if config.audio_layer == 'mean' else 'layer ' + config.audio_layer})"
-        )
+    for cls in extractor_classes(config):
+        out |= cls.describe_models(config)
     return out
 
 
@@ -239,7 +211,7 @@ def extract(
     config = config or ExtractionConfig()
     started = time.monotonic()
     check_device(device)
-    build_extractors(config)  # unknown tokens are a usage error before anything else
+    extractor_classes(config)  # unknown tokens are a usage error before anything else
     scan = scan_dataset(dataset_dir, dataset)
     config = pin_config(config)
     extractors = build_extractors(config)

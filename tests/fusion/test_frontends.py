@@ -12,10 +12,11 @@ from test_train import synthetic_store
 from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.fusion.data import frames_view, load_fusion_data, resolve_features
-from emo.fusion.heads import build_head
+from emo.fusion.heads import build_head, input_kinds
 from emo.fusion.heads._common import FrameInput
 from emo.fusion.heads.mel_cnn import MelCNN2D
-from emo.fusion.train import TrainConfig, input_kinds, train
+from emo.fusion.train import train
+from emo.fusion.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from emo.features_store.sequences import derive
 from emo.fusion.predict import predict_store
 from emo.fusion.presets import PRESETS, preset_config, readme_table
 from emo.fusion.splits import make_splits
-from emo.fusion.train import TrainConfig, lr_schedule, prepare_data, train
+from emo.fusion.train import prepare_data, train
+from emo.fusion.train_config import TrainConfig, lr_schedule
 
 CLASSES = ["neutral", "happy", "sad", "angry", "fearful", "surprised"]
 STEPS = 8
@@ -122,7 +123,7 @@ def test_seed002_mfcc_cnn_is_fitted_in_every_split_and_predict_reproduces_it(sto
     )
     result = train(store, config, str(run))
     assert result.data.inputs["audio"].dims == [16]
-    first, second = (r.prep.fitted["audio/mfcc-cnn"] for r in result.runs)
+    first, second = (r.prep.preprocessing.fitted["audio/mfcc-cnn"] for r in result.runs)
     assert first["n_clips"] == result.runs[0].split.train.size
     assert first["weights_sha256"] != second["weights_sha256"]  # a CNN per training split
     assert result.summary["accuracy"]["mean"] > 0.4  # chance 1/6

@@ -15,7 +15,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emo.features_store import FeatureStore
-from emo.fusion.train import TrainConfig, prepare_data
+from emo.fusion.train import prepare_data
+from emo.fusion.train_config import TrainConfig
 
 #: the recordings: $EMO_RAVDESS_SPEECH, else ../shared/data/ravdess-speech beside the repository
 RAVDESS_SPEECH = Path(

@@ -15,7 +15,8 @@ from emo.features_store import ClipResult, StoreWriter, VectorSpec
 from emo.fusion.data import ModalityInput
 from emo.fusion.normalize import resolve_standardize, standardize_per_speaker
 from emo.fusion.predict import predict_store
-from emo.fusion.train import TrainConfig, train
+from emo.fusion.train import train
+from emo.fusion.train_config import TrainConfig
 
 CLASSES = ["anger", "joy", "sadness"]
 N_SPEAKERS, PER_SPEAKER, DIM = 9, 30, 6

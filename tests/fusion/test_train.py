@@ -16,9 +16,11 @@ from emo.features_store.sequences import derive
 from emo.fusion.checkpoint import load_checkpoint
 from emo.fusion.compare import compare
 from emo.fusion.data import load_fusion_data, resolve_features
+from emo.fusion.heads import input_kinds
 from emo.fusion.predict import predict_store
 from emo.fusion.splits import make_splits
-from emo.fusion.train import TrainConfig, input_kinds, prepare_data, train
+from emo.fusion.train import prepare_data, train
+from emo.fusion.train_config import TrainConfig
 
 CLASSES = ["anger", "joy", "sadness"]
 N_SPEAKERS, PER_SPEAKER, STEPS = 8, 24, 8
@@ -190,7 +192,8 @@ def test_training_is_deterministic_and_standardisation_sees_only_train(store: Pa
     ref = a.reference
     audio = a.data.inputs["audio"]
     train_values = audio.x[ref.split.train][audio.mask[ref.split.train]]
-    np.testing.assert_allclose(ref.prep.standardizers["audio"].mean, train_values.mean(0), rtol=1e-4, atol=1e-5)
+    mean = ref.prep.preprocessing.standardizers["audio"].mean
+    np.testing.assert_allclose(mean, train_values.mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
@@ -248,7 +251,9 @@ def test_fuse_and_compare_cli(store: Path, tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["ua"]["mean"] > 0.6
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hparams"]["n"] == 32
     bad = run_emo("fuse", "--store", str(store), "--method", "transformer", "-o", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "unknown --method 'transformer'" in bad.stderr and "Traceback" not in bad.stderr
+    # the choices come from the head registry: the message names the value and every method
+    assert bad.returncode == 2 and "'transformer' is not one of" in bad.stderr and "'attention'" in bad.stderr
+    assert "Traceback" not in bad.stderr
     bad = run_emo(
         "fuse", "--store", str(store), "--method", "early", "--features", "audio/nope", "-o", str(tmp_path / "x")
     )
@@ -318,13 +323,14 @@ def test_selection_per_modality_is_fitted_in_training_and_reapplied(store: Path,
     config = quick("early", selector={"audio": "tree", "video": "l1", "text": "l1"}, seeds=2, epochs=15)
     result = train(store, config, str(run))
     for r in result.runs:
-        assert set(r.prep.selections) == {"audio", "video", "text"}
-        assert r.prep.selections["audio"].sum() < r.prep.selections["audio"].size
+        assert set(r.prep.preprocessing.selections) == {"audio", "video", "text"}
+        assert r.prep.preprocessing.selections["audio"].sum() < r.prep.preprocessing.selections["audio"].size
     saved = json.loads((run / "selection.json").read_text())
     assert set(saved["runs"]) == {r.name for r in result.runs}
     ckpt = load_checkpoint(run)
-    np.testing.assert_array_equal(ckpt.selections["audio"], result.reference.prep.selections["audio"])
-    assert ckpt.head.dims["audio"] == int(ckpt.selections["audio"].sum())
+    reference = result.reference.prep.preprocessing
+    np.testing.assert_array_equal(ckpt.preprocessing.selections["audio"], reference.selections["audio"])
+    assert ckpt.head.dims["audio"] == int(ckpt.preprocessing.selections["audio"].sum())
     ref = result.reference
     test_ids = list(result.data.clip_ids[ref.split.test])
     by_id = {p.clip_id: p for p in predict_store(run, str(store), test_ids)}
@@ -346,13 +352,13 @@ def test_dialogue_context_text_encoder_of_seed_004(tmp_path: Path) -> None:
 def test_plain_selector_selects_jointly_on_the_fused_vector(store: Path, tmp_path: Path) -> None:
     """``--selector zebra`` is seed 001's selection on the concatenated audio-visual vector: one subset over
     every modality's features (the audio carries the class in this store), grouped by speaker inside."""
-    from emo.fusion.train import JOINT, parse_selector
+    from emo.fusion.train_config import JOINT, parse_selector
 
     assert parse_selector("zebra") == {JOINT: "zebra"}
     assert parse_selector("audio=tree,text=l1") == {"audio": "tree", "text": "l1"}
     run = tmp_path / "run"
     result = train(store, quick("early", selector=parse_selector("zebra"), epochs=10), str(run))
-    sel = result.reference.prep.selections
+    sel = result.reference.prep.preprocessing.selections
     assert set(sel) == {"audio", "video", "text"}
     widths = {m: i.dim for m, i in result.data.inputs.items()}
     assert all(sel[m].size == widths[m] for m in sel)

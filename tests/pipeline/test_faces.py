@@ -11,7 +11,7 @@ import skimage.transform
 from PIL import Image
 
 from emo.errors import UsageError
-from emo.pipeline.faces import (
+from emo.pipeline.face_detection import (
     ARCFACE_TEMPLATE_112,
     DEFAULT_DETECT_SIZE,
     TEMPLATE,

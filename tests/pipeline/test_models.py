@@ -16,14 +16,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from emo.errors import MissingModelError, UsageError
-from emo.pipeline.models import (
-    RESNET18_IMAGENET_URL,
-    RESNET50_IMAGENET_URL,
-    available_models,
-    check_visual_weights,
-    get_backbone,
-    load_visual_model,
-)
+from emo.pipeline.backbones import RESNET18_IMAGENET_URL, RESNET50_IMAGENET_URL, available_models, get_backbone
+from emo.pipeline.models import check_visual_weights, load_visual_model
 
 
 def sha256(path: Path) -> str:

@@ -229,7 +229,7 @@ def test_workers_start_while_the_store_opens_and_never_for_nothing(
             super().release()
 
     def recording_open(*args: object, **kwargs: object) -> StoreWriter:
-        connected = [s._connected.is_set() for s in starts]  # type: ignore[attr-defined]
+        connected = [s.connected() for s in starts]  # type: ignore[attr-defined]
         events.append("store" + (" (workers connected)" if connected and all(connected) else ""))
         return real_open(*args, **kwargs)
 
@@ -245,7 +245,7 @@ def test_workers_start_while_the_store_opens_and_never_for_nothing(
 
     report = extract_module.extract(demo_dir, store, config=audio, cluster=options)
     assert events == ["cluster", "store (workers connected)", "release", "store closed"] and report.n_written == 24
-    assert not starts[0]._thread.is_alive() and not starts[0]._close_thread.is_alive()  # type: ignore[attr-defined]
+    assert not {t.name for t in threading.enumerate()} & {"emo-cluster-start", "emo-cluster-close"}  # none left behind
     events.clear()
     starts.clear()
     report = extract_module.extract(demo_dir, store, config=audio, cluster=options)

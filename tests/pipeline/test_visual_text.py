@@ -31,12 +31,12 @@ from emo.pipeline.devices import ROUTING_HOOK, embedded_gpu_workers, gpu_workers
 from emo.pipeline.extractors import Clip, build_extractors, pin_config
 from emo.pipeline.extractors import visual_pass as vp
 from emo.pipeline.extractors.faces import align_faces
-from emo.pipeline.faces import TEMPLATE, align_face
+from emo.pipeline.face_detection import TEMPLATE, align_face
 from emo.pipeline.models import VisualModel, load_visual_model, visual_provenance
 from emo.pipeline.process import process_clips
 from emo.pipeline.runner import ClusterOptions, dask_client
 from emo.pipeline.synthetic import encode, face_frames, speech_like
-from emo.pipeline.text import TextEncoder, describe_text_model
+from emo.pipeline.text_encoder import TextEncoder, describe_text_model
 
 FPS = 2  # 2 s clips -> 4 sampled frames
 W, H = 320, 240
@@ -197,7 +197,7 @@ from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.devices import local_cuda_available
 from emo.pipeline.extract import models_used
 from emo.pipeline.extractors import build_extractors, pin_config
-from emo.pipeline.models import torch_hub_dir
+from emo.pipeline.backbones import torch_hub_dir
 config = pin_config(ExtractionConfig(features=("mfcc", "mel", "egemaps", "faces", "face", "summary", "text"),
                                      visual_model="resnet18", visual_weights={str(weights)!r}))
 extractors = build_extractors(config)
@@ -226,14 +226,15 @@ def test_config_hash_follows_the_weights_file(tmp_path: Path) -> None:
     torch.manual_seed(1)
     torch.save(torchvision.models.resnet18().state_dict(), path)
     first = pin_config(ExtractionConfig(features=("summary",), visual_weights=str(path)))
-    assert first.visual_weights_sha256 == sha256(path)
+    assert first.value("visual_weights_sha256") == sha256(path)
     torch.manual_seed(2)
     torch.save(torchvision.models.resnet18().state_dict(), path)
     second = pin_config(ExtractionConfig(features=("summary",), visual_weights=str(path)))
     assert second.hash() != first.hash()
     with pytest.raises(UsageError, match="visual_weights_sha256: the extraction config records"):
         pin_config(first)  # resuming with a changed file is refused
-    assert pin_config(ExtractionConfig(features=("mfcc",), visual_weights=str(path))).visual_weights_sha256 is None
+    audio_only = pin_config(ExtractionConfig(features=("mfcc",), visual_weights=str(path)))
+    assert audio_only.value("visual_weights_sha256") is None
 
 
 def test_summary_is_the_backbone_on_the_mean_aligned_face(av_store, av_dataset: Path, weights: Path) -> None:
@@ -247,7 +248,7 @@ def test_summary_is_the_backbone_on_the_mean_aligned_face(av_store, av_dataset: 
     np.testing.assert_allclose(fs.read("video/summary")[i], model.embed(mean[None])[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fs.sequences("video/face/values")[i], model.embed(crops), rtol=1e-4, atol=1e-4)
     # the aligned crop has the eyes on the template: MTCNN finds them there again
-    from emo.pipeline.faces import FaceDetector
+    from emo.pipeline.face_detection import FaceDetector
 
     det = FaceDetector(detect_size=None).detect([crops[0]])
     np.testing.assert_allclose(det.landmarks[0][:2], TEMPLATE(224)[:2], atol=6)

@@ -15,30 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from emo.errors import UsageError
+from emo.features_store.schema import MODALITIES
 
-from ._common import FusionHead
-from .attention import AttentionFusionHead, DialogueTextEncoder
-from .bilstm import BiLSTMHead, BiLSTMSelfAttentionHead
-from .cnn import CNN1DHead
-from .cross_tucker import CrossModalTuckerHead, TuckerFusion
-from .early import EarlyFusionHead
-from .hierarchical import HierarchicalAttentionHead
-from .label_fusion import LabelFusionHead
-from .late import LateFusionHead
-from .speech_cnn import SpeechCNNEncoder, SpeechCNNHead
-
-HEADS: dict[str, type[FusionHead]] = {
-    "early": EarlyFusionHead,
-    "late": LateFusionHead,
-    "attention": AttentionFusionHead,
-    "bilstm-sa": BiLSTMSelfAttentionHead,
-    "bilstm": BiLSTMHead,
-    "cnn": CNN1DHead,
-    "label-fusion": LabelFusionHead,
-    "cross-tucker": CrossModalTuckerHead,
-    "hierarchical": HierarchicalAttentionHead,
-    "speech-cnn": SpeechCNNHead,
-}
+# importing a head module registers its heads: adding a head is its module plus its name here
+from . import attention, bilstm, cnn, cross_tucker, early, hierarchical, label_fusion, late, speech_cnn  # noqa: F401
+from ._common import HEADS, FusionHead
 
 
 def head_hparams(method: str) -> dict[str, Any]:
@@ -56,6 +37,16 @@ def paper_modalities(method: str) -> tuple[str, ...]:
     return _lookup(method).paper_modalities
 
 
+def input_kinds(method: str, hparams: Mapping[str, Any]) -> dict[str, str]:
+    """What each modality feeds the head: pooled vectors, aligned sequences, or the clip's own frames
+    (``frames:LENGTH:MODE``, e.g. the mel frames of seed 004's speech CNN and seed 003's 2-D CNN)."""
+    kinds = {m: _lookup(method).input_kind for m in MODALITIES}
+    resolved = head_hparams(method) | dict(hparams)
+    for modality, spec in _lookup(method).frame_inputs(resolved).items():
+        kinds[modality] = spec.kind
+    return kinds
+
+
 def build_head(method: str, dims: Mapping[str, int], n_classes: int, **hparams: Any) -> FusionHead:
     """Instantiate the head registered as ``method``; ``hparams`` may include ``steps``.
 
@@ -70,29 +61,7 @@ def build_head(method: str, dims: Mapping[str, int], n_classes: int, **hparams: 
 
 
 def _lookup(method: str) -> type[FusionHead]:
-    try:
-        return HEADS[method]
-    except KeyError:
-        raise UsageError(f"unknown fusion method {method!r}; choose one of {', '.join(HEADS)}") from None
+    return HEADS.lookup(method)
 
 
-__all__ = [
-    "HEADS",
-    "AttentionFusionHead",
-    "BiLSTMHead",
-    "BiLSTMSelfAttentionHead",
-    "CNN1DHead",
-    "CrossModalTuckerHead",
-    "DialogueTextEncoder",
-    "EarlyFusionHead",
-    "FusionHead",
-    "HierarchicalAttentionHead",
-    "LabelFusionHead",
-    "LateFusionHead",
-    "SpeechCNNEncoder",
-    "SpeechCNNHead",
-    "TuckerFusion",
-    "build_head",
-    "head_hparams",
-    "paper_modalities",
-]
+__all__ = ["HEADS", "FusionHead", "build_head", "head_hparams", "input_kinds", "paper_modalities"]

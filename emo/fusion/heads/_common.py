@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from emo.errors import UsageError
+from emo.registry import Registry
 
 FRAME_MODES = ("crop", "resample")
 
@@ -52,6 +53,9 @@ class FrameInput:
         _, length, mode = kind.split(":")
         return cls(int(length), mode)
 
+
+#: Every ``--method``: a head module registers its class with ``@HEADS.register("name")``.
+HEADS: Registry[type[FusionHead]] = Registry("fusion method", "--method")
 
 class FusionHead(nn.Module):
     """Base class of every fusion head.

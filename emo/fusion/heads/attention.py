@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from emo.errors import UsageError
 
-from ._common import FrameInput, FusionHead, check_choice, masked_softmax
+from ._common import HEADS, FrameInput, FusionHead, check_choice, masked_softmax
 from .speech_cnn import SpeechCNNEncoder
 
 
@@ -68,6 +68,7 @@ class DialogueTextEncoder(nn.Module):
         return self.out(self.dropout(states))
 
 
+@HEADS.register("attention")
 class AttentionFusionHead(FusionHead):
     """Attention-based multimodal fusion (seed 004, Makhmudov et al., §3.3, Eq. 1-3; after Poria et al.).
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from ._common import AttentionBlock, FusionHead, fuse_aligned, masked_mean
+from ._common import HEADS, AttentionBlock, FusionHead, fuse_aligned, masked_mean
 
 
+@HEADS.register("bilstm")
 class BiLSTMHead(FusionHead):
     """BiLSTM over the aligned multimodal sequence: the "Bi-Directional LSTM" baseline of seed 001.
 
@@ -63,6 +64,7 @@ class BiLSTMHead(FusionHead):
         return self.fc(self.dropout(masked_mean(h, union)))
 
 
+@HEADS.register("bilstm-sa")
 class BiLSTMSelfAttentionHead(BiLSTMHead):
     """BiLSTM with multi-head self-attention (Bi-LSTM-SA), the proposed classifier of seed 001.
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ._common import FusionHead, check_choice, fuse_aligned, masked_max, masked_mean, zero_masked
+from ._common import HEADS, FusionHead, check_choice, fuse_aligned, masked_max, masked_mean, zero_masked
 
 
+@HEADS.register("cnn")
 class CNN1DHead(FusionHead):
     """1-D convolutional baseline ("CNN" of seed 001, §3.6 / §4.1 Table 1, third row; Figures 6-7).
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 
-from ._common import AttentionBlock, FrameInput, FusionHead, check_choice, zero_masked
+from ._common import HEADS, AttentionBlock, FrameInput, FusionHead, check_choice, zero_masked
 from .mel_cnn import MelCNN2D
 
 DEFAULT_STEPS = 32  # DESIGN.md §5: default --align-steps of the store's aligned sequences
@@ -55,6 +55,7 @@ class TuckerFusion(nn.Module):
         return torch.einsum("nijq,qk->nijk", g, self.U_v)
 
 
+@HEADS.register("cross-tucker")
 class CrossModalTuckerHead(FusionHead):
     """Cross-modal attention fusion with a Tucker layer (seed 003, Kumar, Aruldoss & Wynn 2025, App. A-B).
 

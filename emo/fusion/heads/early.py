@@ -7,9 +7,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ._common import FusionHead
+from ._common import HEADS, FusionHead
 
 
+@HEADS.register("early")
 class EarlyFusionHead(FusionHead):
     """Early fusion by feature concatenation.
 

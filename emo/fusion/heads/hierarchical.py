@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 
-from ._common import AttentionBlock, FusionHead, check_choice, masked_mean, masked_softmax, zero_masked
+from ._common import HEADS, AttentionBlock, FusionHead, check_choice, masked_mean, masked_softmax, zero_masked
 
 ENCODERS = ("cnn-lstm", "projection", "bilstm")
 DEFAULT_ENCODER = {"audio": "cnn-lstm", "video": "projection", "text": "bilstm"}
@@ -50,6 +50,7 @@ class SequenceEncoder(nn.Module):
         return out
 
 
+@HEADS.register("hierarchical")
 class HierarchicalAttentionHead(FusionHead):
     """Attention-based multimodal network of seed 000 (Karim & Dronwat), §III and Table 1 (stages 4-10).
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ._common import FusionHead, masked_softmax
+from ._common import HEADS, FusionHead, masked_softmax
 
 
+@HEADS.register("label-fusion")
 class LabelFusionHead(FusionHead):
     """Label fusion of per-modality classifiers with modality attention (seed 002, Joshi & Khare, §3.1-3.2).
 

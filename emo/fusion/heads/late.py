@@ -8,9 +8,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ._common import FusionHead, check_choice, masked_log_softmax
+from ._common import HEADS, FusionHead, check_choice, masked_log_softmax
 
 
+@HEADS.register("late")
 class LateFusionHead(FusionHead):
     """Late fusion of per-modality classifiers.
 

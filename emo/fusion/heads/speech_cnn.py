@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from emo.errors import UsageError
 
-from ._common import FrameInput, FusionHead, check_choice, zero_masked
+from ._common import HEADS, FrameInput, FusionHead, check_choice, zero_masked
 
 
 class ChannelsLastConv2d(nn.Conv2d):
@@ -105,6 +105,7 @@ class SpeechCNNEncoder(nn.Module):
         return torch.where(mask.any(1, keepdim=True), pooled, torch.zeros((), dtype=h.dtype, device=h.device))
 
 
+@HEADS.register("speech-cnn")
 class SpeechCNNHead(FusionHead):
     """Audio-only head: seed 004's speech module (§3.1, Figure 2) followed by its FC layer.
 

@@ -9,8 +9,16 @@ All three are ``SelectorMixin`` estimators (``fit``, ``transform``, ``get_suppor
 ``support_`` mask and per-feature ``scores_`` that a run saves as JSON.
 """
 
+# importing a selector module registers it: adding a selector is its module plus its name here
+from emo.fusion.selection import l1, tree, zebra  # noqa: F401
+from emo.fusion.selection._common import SELECTORS
 from emo.fusion.selection.l1 import L1Selector
 from emo.fusion.selection.tree import TreeSelector
 from emo.fusion.selection.zebra import ZebraSelector
 
-__all__ = ["L1Selector", "TreeSelector", "ZebraSelector"]
+__all__ = ["SELECTORS", "L1Selector", "TreeSelector", "ZebraSelector", "make_selector"]
+
+
+def make_selector(name: str, seed: int) -> object:
+    """A new, unfitted selector registered as ``name``, seeded with the run's ``seed``."""
+    return SELECTORS.lookup(name)(random_state=seed)

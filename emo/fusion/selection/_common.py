@@ -1,10 +1,16 @@
-"""Helpers shared by the selectors: top-k masks, the never-empty rule and argument checks."""
+"""The selector registry and helpers shared by the selectors: top-k masks, the never-empty rule, argument checks."""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
+
+from emo.registry import Registry
+
+#: Every ``--selector`` / ``emo select --method``: a scikit-learn ``SelectorMixin`` class taking ``random_state``,
+#: registered by its module with ``@SELECTORS.register("name")``.
+SELECTORS: Registry[type] = Registry("feature selector", "--selector")
 
 
 def top_k_mask(scores: np.ndarray, k: int, tie_break: np.ndarray | None = None) -> np.ndarray:

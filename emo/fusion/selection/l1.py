@@ -12,7 +12,7 @@ from sklearn.svm import LinearSVC, l1_min_c
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from emo.fusion.selection._common import check_n_features, ensure_nonempty, top_k_mask
+from emo.fusion.selection._common import SELECTORS, check_n_features, ensure_nonempty, top_k_mask
 
 _ESTIMATORS = ("logistic", "svm")
 # Bisection steps on log C when searching the regularisation path for a target subset size.
@@ -21,6 +21,7 @@ _PATH_STEPS = 10
 _PATH_MAX_FACTOR = 1e6
 
 
+@SELECTORS.register("l1")
 class L1Selector(SelectorMixin, BaseEstimator):
     """Keep the features an L1-penalised linear classifier gives a non-zero weight (for any class).
 

@@ -14,10 +14,10 @@ from emo.errors import UsageError
 from emo.features_store import FeatureStore
 from emo.fusion.normalize import Standardizer
 from emo.fusion.run_dir import prepare_run_dir
+from emo.fusion.selection import SELECTORS, make_selector
 from emo.fusion.splits import make_splits, resolve_protocol
-from emo.fusion.train import TrainConfig, make_selector, prepare_data
-
-METHODS = ("l1", "tree", "zebra")
+from emo.fusion.train import prepare_data
+from emo.fusion.train_config import TrainConfig
 
 
 def feature_names(fs: FeatureStore, path: str, width: int) -> list[str]:
@@ -51,8 +51,7 @@ def select_features(
     """Fit ``method`` on the training clips of the first ``split`` (pooled features, standardised on those
     clips, after per-speaker standardisation when ``standardize`` resolves to it, as ``emo fuse`` does) and write
     ``selection.json`` and ``selection.png`` into ``out_dir``."""
-    if method not in METHODS:
-        raise UsageError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    SELECTORS.lookup(method)
     out = prepare_run_dir(out_dir)
     fs = store if isinstance(store, FeatureStore) else FeatureStore.open(store, storage_options)
     config = TrainConfig(method="early", modalities=tuple(modalities) if modalities else None,

@@ -11,7 +11,7 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from emo.fusion.selection._common import check_n_features, ensure_nonempty, top_k_mask
+from emo.fusion.selection._common import SELECTORS, check_n_features, ensure_nonempty, top_k_mask
 
 _FORESTS = {"extra_trees": ExtraTreesClassifier, "random_forest": RandomForestClassifier}
 
@@ -38,6 +38,7 @@ def _threshold_value(threshold: str | float, importances: np.ndarray) -> float:
     )
 
 
+@SELECTORS.register("tree")
 class TreeSelector(SelectorMixin, BaseEstimator):
     """Keep the features with the largest impurity-based importances of a tree ensemble.
 

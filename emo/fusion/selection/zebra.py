@@ -20,6 +20,7 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from emo.fusion.selection._common import SELECTORS
 from emo.fusion.selection.fitness import grouped_folds, make_subset_fitness, stratified_folds
 
 # Search box of the continuous zebra positions; the S rule selects a feature when its coordinate is > 0.
@@ -185,6 +186,7 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
+@SELECTORS.register("zebra")
 class ZebraSelector(SelectorMixin, BaseEstimator):
     """Wrapper feature selection with the Improved Zebra Optimization Algorithm (seed 001).
 

@@ -17,6 +17,7 @@ from emo.features_store.schema import FeatureSpec
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.decode import DecodeStats
+from emo.registry import Registry
 
 T = TypeVar("T")
 
@@ -107,6 +108,11 @@ class Extractor(ABC):
         :class:`~emo.errors.MissingModelError` naming the file when one is missing."""
         return {}
 
+    @classmethod
+    def describe_models(cls, config: ExtractionConfig) -> dict[str, str]:
+        """One line per model this extractor runs (what a run says it computed its features with), by name."""
+        return {}
+
     def preflight(self) -> None:  # noqa: B027 - optional hook
         """Check on the driver, before any work starts, that everything needed exists (e.g. weights)."""
 
@@ -130,16 +136,17 @@ class Extractor(ABC):
         return out
 
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
+#: Every ``--features`` token: an extractor module registers its class with ``@register``.
+EXTRACTORS: Registry[type[Extractor]] = Registry("feature token", "--features")
 
 
 def register(cls: type[Extractor]) -> type[Extractor]:
     """Class decorator: make an extractor available under its token."""
-    EXTRACTORS[cls.token] = cls
-    return cls
+    return EXTRACTORS.register(cls.token)(cls)
 
 
-def _classes(config: ExtractionConfig) -> list[type[Extractor]]:
+def extractor_classes(config: ExtractionConfig) -> list[type[Extractor]]:
+    """The extractor classes of a configuration's tokens; a usage error naming the unknown tokens, if any."""
     unknown = [t for t in config.features if t not in EXTRACTORS]
     if unknown:
         raise UsageError(
@@ -155,7 +162,7 @@ def default_tokens() -> tuple[str, ...]:
 
 def build_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Extractor]:
     """The extractors of a configuration, in token order, after checking every token exists."""
-    return [cls(config, device) for cls in _classes(config)]
+    return [cls(config, device) for cls in extractor_classes(config)]
 
 
 def pin_config(config: ExtractionConfig) -> ExtractionConfig:
@@ -163,9 +170,9 @@ def pin_config(config: ExtractionConfig) -> ExtractionConfig:
     already recorded must match the file (a store resumed or a model reused after its weights changed is
     refused rather than silently mixing features). Missing models raise here, before any work."""
     updates: dict[str, Any] = {}
-    for cls in _classes(config):
+    for cls in extractor_classes(config):
         for key, value in cls.pin(config).items():
-            recorded = getattr(config, key)
+            recorded = config.value(key)
             if recorded is not None and recorded != value:
                 raise UsageError(
                     f"{key}: the extraction config records {recorded}, but the file now has {value}; the model "

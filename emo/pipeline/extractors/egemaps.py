@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import derive, grid_description
+from emo.pipeline.config import Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 from emo.pipeline.extractors.mel import cleanup_params
 
@@ -25,6 +27,15 @@ LLD_FRAME_RATE_HZ = 100.0
 LLD_FRAME_OFFSET_S = 0.01
 #: members of opensmile.FeatureLevel
 FUNCTIONALS, LLD = "Functionals", "LowLevelDescriptors"
+
+
+@register_section
+@dataclass(frozen=True)
+class EgemapsOptions(Section):
+    """Whether the low-level descriptors are stored too, as a sequence (``audio/egemaps_lld``)."""
+
+    name = "egemaps"
+    egemaps_lld: bool = option(False, "Also store eGeMAPS low-level descriptors per frame.", is_flag=True)
 
 
 @register
@@ -64,7 +75,7 @@ class EgemapsExtractor(Extractor):
         specs: list[FeatureSpec] = [
             VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(FUNCTIONALS)))
         ]
-        if self.config.egemaps_lld:
+        if self.config.section(EgemapsOptions).egemaps_lld:
             attrs = self._attrs(self._smile(LLD))
             attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
             attrs["frame_offset_s"] = LLD_FRAME_OFFSET_S
@@ -74,7 +85,7 @@ class EgemapsExtractor(Extractor):
 
     def setup(self) -> None:
         self.functionals = self._smile(FUNCTIONALS)
-        self.lld = self._smile(LLD) if self.config.egemaps_lld else None
+        self.lld = self._smile(LLD) if self.config.section(EgemapsOptions).egemaps_lld else None
         noise = 0.1 * np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32)
         self.functionals.process_signal(noise, self.config.sample_rate)
 

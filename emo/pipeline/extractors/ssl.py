@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import emo
 from emo.errors import MissingModelError, UsageError
 from emo.features_store.schema import FeatureSpec, SequenceSpec
 from emo.features_store.sequences import derive, grid_description
-from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register, worker_resource
 from emo.pipeline.extractors.mel import cleanup_params
 
@@ -40,7 +41,7 @@ WHAT = "speech encoder"
 
 def describe_speech_model(model: str, layer: str) -> dict[str, Any]:
     """The encoder's provenance read from its files (no torch import): type, layers, frame rate, weights."""
-    from emo.pipeline.text import model_json, resolve_text_model, weights_identity
+    from emo.pipeline.text_encoder import model_json, resolve_text_model, weights_identity
 
     model_dir, source = resolve_text_model(model, WHAT)
     config = model_json(model_dir / "config.json")
@@ -84,7 +85,7 @@ def describe_speech_model(model: str, layer: str) -> dict[str, Any]:
 
 def cached_models() -> list[str]:
     """Speech encoders in the local Hugging Face cache that ``--features ssl`` can read (repo ids)."""
-    from emo.pipeline.text import model_json
+    from emo.pipeline.text_encoder import model_json
 
     try:
         from huggingface_hub import scan_cache_dir
@@ -102,6 +103,34 @@ def cached_models() -> list[str]:
                 out.append(repo.repo_id)
                 break
     return out
+
+
+@register_section
+@dataclass(frozen=True)
+class SslOptions(Section):
+    """The speech encoder of the opt-in ``ssl`` token and the hidden states it keeps; recorded in a config (and
+    its hash) only when ``ssl`` is extracted, so the hashes of other stores stay what they were."""
+
+    name = "ssl"
+    recorded_with = ("ssl",)
+    audio_model: str = option(
+        "microsoft/wavlm-base-plus",
+        "Speech encoder of --features ssl (wav2vec 2.0, HuBERT, WavLM, data2vec-audio): a directory or a Hugging "
+        "Face model name (downloaded on first use).",
+        metavar="NAME|DIR",
+    )
+    audio_layer: str = option(
+        "mean",
+        "Hidden states of --features ssl: the mean of every transformer layer, or layer N (0 = input).",
+        metavar="mean|N",
+    )
+    audio_weights_sha256: str | None = option(None, cli=False)
+
+    def __post_init__(self) -> None:
+        layer = str(self.audio_layer)
+        if layer != "mean" and not (layer.isdigit()):
+            raise UsageError(f"--audio-layer must be 'mean' or a layer index (0, 1, ...), got {layer!r}")
+        object.__setattr__(self, "audio_layer", layer if layer == "mean" else str(int(layer)))  # "01" is "1"
 
 
 class SpeechEncoder:
@@ -174,21 +203,34 @@ class SslExtractor(Extractor):
     uses_model = True
 
     @classmethod
-    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
-        from emo.pipeline.text import weights_sha256
+    def describe_models(cls, config: ExtractionConfig) -> dict[str, str]:
+        from emo.pipeline.text_encoder import resolve_text_model
 
-        return {"audio_weights_sha256": weights_sha256(config.audio_model, WHAT)}
+        c = config.section(SslOptions)
+        directory, source = resolve_text_model(c.audio_model, "speech encoder")
+        layers = "mean of every layer" if c.audio_layer == "mean" else "layer " + c.audio_layer
+        return {
+            "ssl": f"{c.audio_model} ({source}: {directory}; weights sha256 {c.audio_weights_sha256}; hidden "
+            f"states {layers})"
+        }
+
+    @classmethod
+    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
+        from emo.pipeline.text_encoder import weights_sha256
+
+        return {"audio_weights_sha256": weights_sha256(config.section(SslOptions).audio_model, WHAT)}
 
     @functools.cached_property
     def description(self) -> dict[str, Any]:
-        return describe_speech_model(self.config.audio_model, self.config.audio_layer)
+        options = self.config.section(SslOptions)
+        return describe_speech_model(options.audio_model, options.audio_layer)
 
     def preflight(self) -> None:
         rate = self.description["sampling_rate"]
         if rate != self.config.sample_rate:
             raise UsageError(
-                f"the {WHAT} {self.config.audio_model} takes {rate} Hz audio and this extraction decodes at "
-                f"{self.config.sample_rate} Hz: use --sample-rate {rate}"
+                f"the {WHAT} {self.config.section(SslOptions).audio_model} takes {rate} Hz audio and this "
+                f"extraction decodes at {self.config.sample_rate} Hz: use --sample-rate {rate}"
             )
 
     def specs(self) -> list[FeatureSpec]:
@@ -208,16 +250,16 @@ class SslExtractor(Extractor):
                              attrs=attrs)]  # fmt: skip
 
     def encoder(self) -> SpeechEncoder:
-        c = self.config
+        c = self.config.section(SslOptions)
         return worker_resource(
             ("ssl", c.audio_model, c.audio_layer, c.audio_weights_sha256, self.device), self._load
         )
 
     def _load(self) -> SpeechEncoder:
         """The encoder, once per worker, refused when the weights it loaded are not the ones the config pins."""
-        from emo.pipeline.text import weights_sha256
+        from emo.pipeline.text_encoder import weights_sha256
 
-        c = self.config
+        c = self.config.section(SslOptions)
         encoder = SpeechEncoder(c.audio_model, device=self.device, layer=c.audio_layer)
         loaded = weights_sha256(encoder.description["model_dir"], WHAT)
         if c.audio_weights_sha256 is not None and loaded != c.audio_weights_sha256:

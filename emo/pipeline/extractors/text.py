@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,11 +20,11 @@ import emo
 from emo.errors import UsageError
 from emo.features_store.schema import STATUS_MISSING, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import derive
-from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register, worker_resource
 
 if TYPE_CHECKING:
-    from emo.pipeline.text import TextEmbedding, TextEncoder
+    from emo.pipeline.text_encoder import TextEmbedding, TextEncoder
 
 # torch and transformers are imported where they are used, so that audio-only runs never load them.
 
@@ -31,6 +32,25 @@ log = logging.getLogger(__name__)
 
 #: Transcripts per forward pass.
 TEXT_BATCH = 32
+
+
+@register_section
+@dataclass(frozen=True)
+class TextOptions(Section):
+    """The text encoder and the tokens it reads per transcript; the weights' sha256 is pinned before a run."""
+
+    name = "text"
+    text_model: str = option(
+        "all-MiniLM-L6-v2",
+        "Text encoder: a model directory or a Hugging Face model name (e.g. google-bert/bert-base-uncased; "
+        "downloaded into its cache on first use); all-MiniLM-L6-v2 is the BERT-architecture model bundled offline.",
+    )
+    text_max_length: int = option(128, "Tokens per transcript.")  # [CLS] and [SEP] included
+    text_weights_sha256: str | None = option(None, cli=False)
+
+    def __post_init__(self) -> None:
+        if self.text_max_length < 3:
+            raise UsageError(f"--text-max-length must be at least 3 tokens, got {self.text_max_length}")
 
 
 @register
@@ -43,16 +63,28 @@ class TextExtractor(Extractor):
     path = "text"
 
     @classmethod
-    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
-        from emo.pipeline.text import weights_sha256
+    def describe_models(cls, config: ExtractionConfig) -> dict[str, str]:
+        from emo.pipeline.text_encoder import resolve_text_model
 
-        return {"text_weights_sha256": weights_sha256(config.text_model)}
+        c = config.section(TextOptions)
+        directory, source = resolve_text_model(c.text_model)
+        return {
+            "text": f"{c.text_model} ({source}: {directory}; weights sha256 {c.text_weights_sha256}; "
+            f"max {c.text_max_length} tokens)"
+        }
+
+    @classmethod
+    def pin(cls, config: ExtractionConfig) -> dict[str, Any]:
+        from emo.pipeline.text_encoder import weights_sha256
+
+        return {"text_weights_sha256": weights_sha256(config.section(TextOptions).text_model)}
 
     @functools.cached_property
     def description(self) -> dict[str, Any]:
-        from emo.pipeline.text import describe_text_model
+        from emo.pipeline.text_encoder import describe_text_model
 
-        return describe_text_model(self.config.text_model, self.config.text_max_length)
+        options = self.config.section(TextOptions)
+        return describe_text_model(options.text_model, options.text_max_length)
 
     def specs(self) -> list[FeatureSpec]:
         attrs = {
@@ -78,9 +110,9 @@ class TextExtractor(Extractor):
         ]
 
     def encoder(self) -> TextEncoder:
-        from emo.pipeline.text import TextEncoder, weights_sha256
+        from emo.pipeline.text_encoder import TextEncoder, weights_sha256
 
-        c = self.config
+        c = self.config.section(TextOptions)
         encoder = worker_resource(
             ("text", c.text_model, c.text_max_length, c.text_weights_sha256, self.device),
             lambda: TextEncoder(c.text_model, device=self.device, max_length=c.text_max_length, batch_size=TEXT_BATCH),

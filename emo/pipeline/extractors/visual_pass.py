@@ -27,7 +27,8 @@ from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import VIDEO_EXTENSIONS
 from emo.pipeline.decode import FrameStream, MediaError, MissingStream
 from emo.pipeline.extractors.base import Clip, Unavailable, worker_resource
-from emo.pipeline.faces import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
+from emo.pipeline.extractors.faces import VisualOptions
+from emo.pipeline.face_detection import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
 from emo.pipeline.models import VisualModel, load_visual_model
 from emo.pipeline.timing import add, share
 
@@ -148,7 +149,7 @@ class VisualPass:
         return self.embed_faces or self.summarise
 
     def detector(self) -> FaceDetector:
-        c = self.config
+        c = self.config.section(VisualOptions)
         detect_size = c.face_detect_size or None
         key = ("mtcnn", c.face_min_size, c.face_thresholds, detect_size, self.device)
         return worker_resource(
@@ -164,7 +165,7 @@ class VisualPass:
 
     def model(self) -> VisualModel:
         """The backbone, checked against the weights identity pinned in the config."""
-        c = self.config
+        c = self.config.section(VisualOptions)
         model = worker_resource(  # the pinned sha in the key: a file replaced since is loaded anew
             ("backbone", c.visual_model, c.visual_weights, c.visual_weights_sha256, self.device),
             lambda: load_visual_model(
@@ -238,7 +239,7 @@ class VisualPass:
     ) -> None:
         frames: list[np.ndarray] = []
         decoding = 0.0
-        stream = FrameStream(clip.record.path, self.config.fps)
+        stream = FrameStream(clip.record.path, self.config.section(VisualOptions).fps)
         clip.decoded["video"] = stream.stats
         started = perf_counter()
         try:
@@ -274,7 +275,7 @@ class VisualPass:
         if not found.size or not (queue is not None or self.summarise):
             return
         started = perf_counter()
-        size = self.config.face_size
+        size = self.config.section(VisualOptions).face_size
         crops = np.stack([align_face(frames[i], det.landmarks[i], size) for i in found])
         acc.n_faces += len(crops)
         if self.summarise:
@@ -325,18 +326,19 @@ def _media_unavailable(clip: Clip, exc: MediaError) -> Unavailable:
 
 def describe_sampling(config: ExtractionConfig) -> dict[str, Any]:
     """Provenance of the frame sampling and face alignment (attributes of every video array)."""
-    from emo.pipeline.faces import TEMPLATE
+    from emo.pipeline.face_detection import TEMPLATE
 
+    options = config.section(VisualOptions)
     return {
-        "fps": config.fps,
-        "frame_rate_hz": config.fps,
+        "fps": options.fps,
+        "frame_rate_hz": options.fps,
         "sampling": "the first decoded frame at or after each k / fps seconds (FFmpeg through PyAV), RGB",
         "alignment": {
             "method": "least-squares similarity (Umeyama: rotation, uniform scale, translation) from the 5 "
             "MTCNN landmarks to the template",
             "template": "ArcFace/InsightFace 5-point template scaled by size/112 (eyes level)",
-            "template_points": TEMPLATE(config.face_size).round(4).tolist(),
-            "crop_size": config.face_size,
+            "template_points": TEMPLATE(options.face_size).round(4).tolist(),
+            "crop_size": options.face_size,
             "interpolation": "bilinear (PIL), box-reduced first when shrinking more than 2x; black outside",
         },
     }

@@ -8,7 +8,8 @@ from rich.table import Table
 
 from emo.features_store.info import result_console
 from emo.fusion.heads import paper_modalities
-from emo.fusion.train import TrainConfig, TrainResult
+from emo.fusion.train import TrainResult
+from emo.fusion.train_config import TrainConfig
 
 METRICS = (
     ("accuracy", "accuracy (WA)"),
