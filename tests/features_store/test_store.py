@@ -184,8 +184,9 @@ def test_a_write_that_stops_part_way_is_never_followed_by_another(
         for i in range(4, 12):
             writer.add(result(i, 4))  # the block of c4..c7 fails part-way; c8.. never get queued
     assert len(calls) == 3, "after the failure nothing else was appended (no flush of the rest on exit)"
-    with pytest.raises(StoreError, match="stopped part-way"):
-        writer._write(1)
+    with pytest.raises(StoreError, match="stopped part-way"):  # this writer writes nothing more
+        writer.add(result(12, 4))
+        writer.flush()
     monkeypatch.setattr(writer_module, "_append", real_append)
 
     store = FeatureStore.open(path)
@@ -216,9 +217,10 @@ def test_ctrl_c_waits_for_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(KeyboardInterrupt):
         for i in range(4):
             writer.add(result(i, 4))
-    assert writer.rows == 4 and not writer._failed  # the block was committed whole, then Ctrl-C was raised
+    assert writer.rows == 4  # the block was committed whole, then Ctrl-C was raised
+    writer.add(result(4, 4))  # and the writer is in step: it goes on writing
     writer.close()
-    assert FeatureStore.open(path).clips()["clip_id"].tolist() == ["c0", "c1", "c2", "c3"]
+    assert FeatureStore.open(path).clips()["clip_id"].tolist() == ["c0", "c1", "c2", "c3", "c4"]
 
 
 def test_second_writer_is_refused_and_lock_is_released(tmp_path: Path) -> None:
