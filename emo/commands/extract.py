@@ -64,9 +64,9 @@ def parse_section_options(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class ExtractCommand(click.Command):
-    """``emo extract``: its extractor options (:func:`section_options`) are added when the command is first
-    invoked or its help shown, not when the CLI is built (listing them imports the extractors, about 2 s that
-    every other command would pay)."""
+    """``emo extract``: its extractor options (:func:`section_options`) are added when click first asks for its
+    parameters (parsing, help, completion), not when the CLI is built (listing them imports the extractors,
+    about 2 s that every other command would pay)."""
 
     _sections_added = False
 
@@ -75,11 +75,6 @@ class ExtractCommand(click.Command):
             self._sections_added = True
             at = next(i for i, p in enumerate(self.params) if p.name == "trim_silence") + 1
             self.params[at:at] = section_options()
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        self._add_sections()
-        return super().make_context(info_name, args, parent, **extra)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         self._add_sections()
