@@ -228,7 +228,6 @@ def extract(
             # What this process does next (openSMILE's set-up, Zarr) would hold the GIL and a core while the
             # cluster starts (0.6 s later on 2 cores); once it is up, it overlaps the workers' model loading.
             early.wait_connected()
-        label_index = {name: i for i, name in enumerate(scan.labels)}
         specs = [spec for ex in extractors for spec in ex.array_specs]
         report = ExtractionReport(
             store=location.display,
@@ -268,15 +267,8 @@ def extract(
         for path in drop_derived(writer.group):
             log.warning("%s covered only the clips already in the store and was removed: recompute it after "
                         "this run (emo features ...)", path)
-        base = scan.root if scan.root.is_dir() else scan.root.parent
-        sources = {r.clip_id: r.path for r in todo}
 
         def on_result(result: ClipResult, worker: str) -> None:
-            result.columns["label"] = label_index.get(result.columns["label_name"], -1)
-            source = sources[result.clip_id]
-            result.columns["source_path"] = (
-                source.relative_to(base).as_posix() if source.is_relative_to(base) else str(source)
-            )
             with deferred_interrupt():  # the report counts exactly the clips the writer has
                 writer.add(result)
                 report.add(result, worker)

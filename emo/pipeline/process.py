@@ -8,7 +8,6 @@ of all its clips. A clip never raises out of here: whatever goes wrong is writte
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from time import perf_counter
@@ -16,16 +15,9 @@ from time import perf_counter
 import numpy as np
 
 from emo.features_store.clip_result import ClipResult
-from emo.features_store.schema import (
-    MODALITIES,
-    STATUS_FAILED,
-    STATUS_MISSING,
-    STATUS_NO_FACE,
-    STATUS_OK,
-    STATUS_SKIPPED,
-    empty_row,
-)
+from emo.features_store.schema import STATUS_FAILED, STATUS_MISSING, STATUS_OK, empty_row
 from emo.pipeline.audio import preprocess
+from emo.pipeline.clip_row import ClipRow
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.decode import MediaError, MissingStream, decode_audio, probe, sha256_file
@@ -34,86 +26,57 @@ from emo.pipeline.timing import add, share, take_pending
 
 log = logging.getLogger(__name__)
 
-#: When extractors of one modality disagree, the clip's status is the most severe.
-_SEVERITY = {STATUS_SKIPPED: 0, STATUS_OK: 1, STATUS_NO_FACE: 2, STATUS_MISSING: 3, STATUS_FAILED: 4}
 #: Modalities that come from the media file (text comes from the dataset's transcript).
 _MEDIA = ("audio", "video")
 #: Stage (``emo.pipeline.timing``) of an extractor's time not already attributed to a finer stage inside it.
 _STAGE = {"audio": "audio features", "video": "video other", "text": "text"}
 
 
-def _columns(record: ClipRecord) -> dict[str, object]:
-    return {
-        "clip_id": record.clip_id,
-        "label_name": record.label,
-        "speaker": record.speaker,
-        "text": record.text,
-        "split": record.split,
-        "dialogue_id": record.dialogue_id,
-        "utterance_idx": record.utterance_idx,
-        "metadata": json.dumps(record.metadata, sort_keys=True, ensure_ascii=False),
-    }
-
-
-class _Outcome:
-    """Statuses, reasons and arrays accumulated for one clip."""
-
-    def __init__(self, extractors: Sequence[Extractor]) -> None:
-        self.status = {m: STATUS_SKIPPED for m in MODALITIES}
-        self.reasons: list[str] = []
-        self.arrays: dict[str, np.ndarray] = {}
-        for ex in extractors:
-            for spec in ex.array_specs:
-                self.arrays |= empty_row(spec)
-
-    def fail(self, modality: str, status: str, reason: str) -> None:
-        if _SEVERITY[status] >= _SEVERITY[self.status[modality]]:
-            self.status[modality] = status
-        if reason:
-            self.reasons.append(reason)
-
-    def take(self, modality: str, token: str, result: dict[str, np.ndarray] | BaseException) -> None:
-        """Record one extractor's result for this clip."""
-        if isinstance(result, Unavailable):
-            self.fail(modality, result.status, result.reason)
-            self.arrays |= result.arrays
-        elif isinstance(result, BaseException):
-            self.fail(modality, STATUS_FAILED, f"{token} failed: {type(result).__name__}: {result}")
-        else:
-            self.fail(modality, STATUS_OK, "")
-            self.arrays |= result
-
-
 class _Job:
-    """One clip of the task on its way through the stages."""
+    """One clip of the task on its way through the stages: its row (:class:`ClipRow`) and its feature arrays."""
 
     def __init__(self, record: ClipRecord, extractors: Sequence[Extractor], config: ExtractionConfig) -> None:
         self.record = record
-        self.columns = _columns(record)
-        self.outcome = _Outcome(extractors)
-        self.clip = Clip(record=record, audio=None, sample_rate=config.sample_rate)
+        self.row = ClipRow(record)
+        self.arrays = _empty_arrays(extractors)
+        self.clip = Clip(record=record, audio=None, sample_rate=config.sample_rate, decoded=self.row.decoded)
         self.readable = False
 
     def probe(self, modalities: Sequence[str]) -> None:
         started = perf_counter()
         try:
-            self.columns["source_sha256"] = sha256_file(self.record.path)
-            self.columns["duration_s"] = self.clip.duration_s = probe(self.record.path).duration_s
+            self.row.source_sha256 = sha256_file(self.record.path)
+            self.row.duration_s = self.clip.duration_s = probe(self.record.path).duration_s
         except (MediaError, OSError) as exc:
             reason = exc.reason if isinstance(exc, MediaError) else f"unreadable file: {exc.strerror or exc}"
             for modality in modalities:
-                self.outcome.fail(modality, STATUS_FAILED, reason)
+                self.row.set_status(modality, STATUS_FAILED, reason)
         else:
             self.readable = True
         add(self.clip.timings, "hash + probe", perf_counter() - started)
 
+    def take(self, modality: str, token: str, result: dict[str, np.ndarray] | BaseException) -> None:
+        """Record one extractor's result for this clip."""
+        if isinstance(result, Unavailable):
+            self.row.set_status(modality, result.status, result.reason)
+            self.arrays |= result.arrays
+        elif isinstance(result, BaseException):
+            self.row.set_status(modality, STATUS_FAILED, f"{token} failed: {type(result).__name__}: {result}")
+        else:
+            self.row.set_status(modality, STATUS_OK)
+            self.arrays |= result
+
     def result(self) -> ClipResult:
-        self.columns.update({f"status_{m}": s for m, s in self.outcome.status.items()})
-        for modality, stats in self.clip.decoded.items():
-            self.columns[f"decoded_s_{modality}"] = stats.seconds
-            self.columns[f"decode_errors_{modality}"] = stats.errors
-        self.columns["error"] = "; ".join(dict.fromkeys(self.outcome.reasons))
-        return ClipResult(columns=self.columns, arrays=self.outcome.arrays, timings=self.clip.timings)
+        return ClipResult(columns=self.row.columns(), arrays=self.arrays, timings=self.clip.timings)
+
+
+def _empty_arrays(extractors: Sequence[Extractor]) -> dict[str, np.ndarray]:
+    """The feature rows of a clip nothing was extracted for (NaN, zero frames, mask False)."""
+    arrays: dict[str, np.ndarray] = {}
+    for ex in extractors:
+        for spec in ex.array_specs:
+            arrays |= empty_row(spec)
+    return arrays
 
 
 def _run(modality: str, jobs: Sequence[_Job], extractors: Sequence[Extractor]) -> None:
@@ -133,7 +96,7 @@ def _run(modality: str, jobs: Sequence[_Job], extractors: Sequence[Extractor]) -
         rest = perf_counter() - started - (sum(sum(c.timings.values()) for c in clips) - attributed)
         share(((c.timings, 1.0) for c in clips), _STAGE[modality], max(rest, 0.0))
         for job, result in zip(jobs, results, strict=True):
-            job.outcome.take(modality, ex.token, result)
+            job.take(modality, ex.token, result)
 
 
 def process_clips(
@@ -170,13 +133,11 @@ def process_clip(record: ClipRecord, extractors: Sequence[Extractor], config: Ex
 
 def failure_result(record: ClipRecord, extractors: Sequence[Extractor], reason: str) -> ClipResult:
     """The row of a clip that could not be processed at all (every requested modality failed)."""
-    outcome = _Outcome(extractors)
-    columns = _columns(record)
-    for ex in extractors:
-        outcome.status[ex.modality] = STATUS_FAILED
-    columns.update({f"status_{m}": s for m, s in outcome.status.items()})
-    columns["error"] = reason
-    return ClipResult(columns=columns, arrays=outcome.arrays)
+    row = ClipRow(record)
+    for modality in dict.fromkeys(ex.modality for ex in extractors):
+        row.set_status(modality, STATUS_FAILED)
+    row.reasons.append(reason)
+    return ClipResult(columns=row.columns(), arrays=_empty_arrays(extractors))
 
 
 def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
@@ -185,12 +146,12 @@ def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     try:
         decoded = decode_audio(job.record.path, config.sample_rate)
     except MissingStream as exc:
-        job.outcome.fail("audio", STATUS_MISSING, exc.reason)
+        job.row.set_status("audio", STATUS_MISSING, exc.reason)
         return False
     except MediaError as exc:
         if exc.stats is not None:
             job.clip.decoded["audio"] = exc.stats
-        job.outcome.fail("audio", STATUS_FAILED, exc.reason)
+        job.row.set_status("audio", STATUS_FAILED, exc.reason)
         return False
     finally:
         add(job.clip.timings, "decode audio", perf_counter() - started)
@@ -204,6 +165,6 @@ def _decode_audio(job: _Job, config: ExtractionConfig) -> bool:
     rate = config.sample_rate
     audio, start = preprocess(decoded.samples, config.denoise, config.normalize, config.n_fft, config.trim_silence_db)
     job.clip.audio, job.clip.audio_start_s = audio, start / rate
-    job.columns.update(trim_start_s=start / rate, trim_end_s=(start + audio.size) / rate)
+    job.row.trim_s = (start / rate, (start + audio.size) / rate)
     add(job.clip.timings, "audio features", perf_counter() - started)
     return True

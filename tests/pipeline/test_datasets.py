@@ -106,12 +106,15 @@ def test_manifest(tmp_path: Path) -> None:
     assert (a.clip_id, a.label, a.text, a.speaker, a.split) == ("media/a", "happy", "hello there", "spk1", "train")
     assert a.metadata == {"session": "s1"}
     assert b.path == tmp_path / "media" / "b.wav"
+    # the scan names each clip as the store will: its label's index and its path under the dataset root
+    assert [(r.label_index, r.source_path) for r in scan.records] == [(0, "media/a.mp4"), (1, "media/b.wav")]
     reasons = " ".join(why for _, why in scan.skipped)
     assert "file not found: media/missing.mp4" in reasons and "not a media file" in reasons
     # the manifest file itself can be given, and TSV works
     (tmp_path / "other.tsv").write_text("path\tlabel\tclip_id\nmedia/a.mp4\tangry\tx1\n")
     tsv = scan_dataset(tmp_path / "other.tsv", "manifest")
     assert [(r.clip_id, r.label) for r in tsv.records] == [("x1", "angry")]
+    assert [(r.label_index, r.source_path) for r in tsv.records] == [(0, "media/a.mp4")]  # from the manifest's folder
 
 
 def test_manifest_without_label_column(tmp_path: Path) -> None:

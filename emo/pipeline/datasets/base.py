@@ -32,6 +32,10 @@ class ClipRecord:
     dialogue_id: str = ""
     utterance_idx: int = -1
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: set by the :class:`DatasetScan` the record belongs to: the label's index into the scan's labels (-1 =
+    #: unknown) and the media path relative to the dataset root (how the store names it)
+    label_index: int = -1
+    source_path: str = ""
 
 
 @dataclass
@@ -43,6 +47,13 @@ class DatasetScan:
     records: list[ClipRecord]
     labels: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        index = {name: i for i, name in enumerate(self.labels)}
+        base = self.root if self.root.is_dir() else self.root.parent  # a manifest's clips are named from its folder
+        for rec in self.records:
+            rec.label_index = index.get(rec.label, -1)
+            rec.source_path = rec.path.relative_to(base).as_posix() if rec.path.is_relative_to(base) else str(rec.path)
 
     def describe(self) -> dict[str, Any]:
         """The ``dataset`` root attribute of a store."""
