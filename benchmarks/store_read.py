@@ -8,9 +8,11 @@ audio/mel (256), video/face (1024), text/tokens (768) and the vectors audio/egem
 user would, ``FeatureStore.open(store).read(path)`` for each array (opening included); the reference saves
 exactly those arrays with ``np.save`` and reads them back with ``np.load``. Both read from the page cache
 (a warm-up pass first; the machine cannot drop caches), so this compares decoding, not disks. Medians of
-interleaved repeats; emo's figure is its throughput as a fraction of ``np.load``'s. The rows also carry
-the single-core decode speed and size of the store's chunks under its codec and under other zstd levels and
-Blosc-LZ4 (``decode_by_codec``): what bounds the read on this machine.
+interleaved repeats; emo's figure is its throughput as a fraction of ``np.load``'s. The same clips are also
+written with each other candidate codec for the per-clip rows (``layout.ROW_CODECS``: how emo's choice,
+``layout.CODECS["rows"]``, was made) and read in the same rounds, with their stored size. The rows also carry the
+single-core decode speed and size of the chunks under Blosc-zstd (the codec of the ragged frames) and under
+other zstd levels and Blosc-LZ4 (``decode_by_codec``): what bounds a compressed read on this machine.
 
     .venv/bin/python benchmarks/store_read.py [--quick]
 """
@@ -72,43 +74,56 @@ def raw_copy(store: Path) -> Path:
     return directory
 
 
+#: The method whose figure is the row of the table: emo's store as ``emo extract`` writes it.
+EMO = "emo FeatureStore.read"
+
+
 def run(quick: bool) -> list[dict]:
     from emo.features_store import FeatureStore
+    from emo.features_store.layout import CODECS, ROW_CODECS
 
     n_clips, repeats = SETTINGS["quick" if quick else "full"]
-    store = pooled_store(n_clips)
-    raw = raw_copy(store)
-    fs = FeatureStore.open(str(store))
-    for p in pooled_paths():  # same bytes on both sides
-        if not np.array_equal(fs.read(p), np.load(raw / f"{p.replace('/', '__')}.npy"), equal_nan=True):
-            raise RuntimeError(f"{p}: the .npy copy differs from the store")
-    stored = sum(int(fs.array(p).nbytes_stored()) for p in pooled_paths())
-    chunks = {p: list(fs.array(p).chunks) for p in pooled_paths()}
-    codecs = {p: [c.to_dict() for c in fs.array(p).compressors] for p in pooled_paths()[:1]}
-    del fs
-    read_emo(store), read_npy(raw)  # warm-up: page cache, imports
-    times: dict[str, list[float]] = {"emo FeatureStore.read": [], "np.load": []}
+    # emo's store, and the same clips with the per-clip rows under each other candidate codec
+    stores = {EMO: pooled_store(n_clips)}
+    stores |= {f"{EMO}, rows as {c}": pooled_store(n_clips, c) for c in ROW_CODECS if c != CODECS["rows"]}
+    raw = raw_copy(stores[EMO])
+    described: dict[str, dict] = {}
+    for method, store in stores.items():
+        fs = FeatureStore.open(str(store))
+        for p in pooled_paths():  # same bytes on every side
+            if not np.array_equal(fs.read(p), np.load(raw / f"{p.replace('/', '__')}.npy"), equal_nan=True):
+                raise RuntimeError(f"{p}: the .npy copy differs from {store.name}")
+        described[method] = {
+            "bytes_stored": sum(int(fs.array(p).nbytes_stored()) for p in pooled_paths()),
+            "chunks": {p: list(fs.array(p).chunks) for p in pooled_paths()},
+            "codecs": {p: [c.to_dict() for c in fs.array(p).compressors] for p in pooled_paths()[:1]},
+        }
+        del fs
+        read_emo(store)  # warm-up: page cache, imports
+    read_npy(raw)
+    times: dict[str, list[float]] = {method: [] for method in stores} | {"np.load": []}
     nbytes = 0
-    for _ in range(repeats):
-        for method, fn, where in (("emo FeatureStore.read", read_emo, store), ("np.load", read_npy, raw)):
+    for _ in range(repeats):  # interleaved, so that the machine's drift hits every method alike
+        for method in times:
             gc.collect()
-            wall, nbytes = fn(where)
+            wall, nbytes = read_npy(raw) if method == "np.load" else read_emo(stores[method])
             times[method].append(wall)
     log("store_read: " + ", ".join(f"{k} {median(v):.3f} s" for k, v in times.items()))
-    codecs_measured = codec_rows(store, repeats)
+    zstd_store = next((stores[m] for m in stores if m.endswith("blosc-zstd")), stores[EMO])
+    codecs_measured = codec_rows(zstd_store, repeats)
     return [
         {
             "method": method,
             "clips": n_clips,
             "arrays": pooled_paths(),
             "bytes": nbytes,
-            "bytes_stored": stored if method.startswith("emo") else nbytes,
-            "chunks": chunks if method.startswith("emo") else None,
-            "codecs": codecs if method.startswith("emo") else None,
+            "bytes_stored": described[method]["bytes_stored"] if method in described else nbytes,
+            "chunks": described.get(method, {}).get("chunks"),
+            "codecs": described.get(method, {}).get("codecs"),
             "wall_s": spread(walls),
             "gb_per_s": round(nbytes / median(walls) / 1e9, 2),
             "repeats": [round(w, 4) for w in walls],
-            "decode_by_codec": codecs_measured if method.startswith("emo") else None,
+            "decode_by_codec": codecs_measured if method == EMO else None,
         }
         for method, walls in times.items()
     ]
@@ -126,13 +141,16 @@ CODECS = {
 }
 
 
-def store_codec(arr: Any) -> tuple[str, numcodecs.Blosc]:
-    """The array's own Blosc compressor, named and as the numcodecs codec that encodes chunks like it."""
+def store_codec(arr: Any) -> dict[str, numcodecs.Blosc]:
+    """The array's own Blosc compressor, named and as the numcodecs codec that encodes chunks like it; nothing
+    when the array is stored uncompressed."""
+    if not arr.compressors:
+        return {}
     (c,) = arr.compressors
     shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c.shuffle.value]
     blocks = f"{c.blocksize >> 10} KiB blocks" if c.blocksize else "Blosc's blocks"
-    name = f"blosc-{c.cname.value} clevel {c.clevel} + {c.shuffle.value}, {blocks} (emo's)"
-    return name, numcodecs.Blosc(cname=c.cname.value, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize)
+    name = f"blosc-{c.cname.value} clevel {c.clevel} + {c.shuffle.value}, {blocks} (emo's ragged frames)"
+    return {name: numcodecs.Blosc(cname=c.cname.value, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize)}
 
 
 def codec_rows(store: Path, repeats: int) -> list[dict]:
@@ -150,9 +168,8 @@ def codec_rows(store: Path, repeats: int) -> list[dict]:
     ]
     nbytes = sum(c.nbytes for c in chunks)
     out = np.empty_like(chunks[0])
-    own_name, own_codec = store_codec(arr)
     rows = []
-    for name, codec in {"memcpy": None, own_name: own_codec, **CODECS}.items():
+    for name, codec in {"memcpy": None, **store_codec(arr), **CODECS}.items():
         encoded = chunks if codec is None else [codec.encode(c) for c in chunks]
         walls = []
         for _ in range(repeats):
@@ -171,15 +188,22 @@ def codec_rows(store: Path, repeats: int) -> list[dict]:
 
 def summary(rows: list[dict]) -> list[dict]:
     by = {r["method"]: r for r in rows}
-    emo, raw = by["emo FeatureStore.read"], by["np.load"]
+    emo, raw = by[EMO], by["np.load"]
     t_emo, t_raw = emo["wall_s"]["median"], raw["wall_s"]["median"]
     ratio = t_raw / t_emo
+    others = "; ".join(
+        f"rows as {m.rsplit(' ', 1)[-1]}: {r['wall_s']['median']:.2f} s ({t_raw / r['wall_s']['median']:.0%}), "
+        f"{r['bytes_stored'] / 1e9:.2f} GB stored"
+        for m, r in by.items()
+        if m.startswith(f"{EMO}, rows as ")
+    )
     codecs = ", ".join(f"{c['codec']} {c['gb_per_s']} (size {c['ratio']:.2f})" for c in emo["decode_by_codec"] or [])
     how = (
         f"every pooled feature of {emo['clips']:,} clips ({len(emo['arrays'])} arrays, {emo['bytes'] / 1e9:.2f} GB, "
         f"{emo['bytes_stored'] / 1e9:.2f} GB stored): FeatureStore.read {t_emo:.2f} s ({emo['gb_per_s']:.1f} GB/s) "
-        f"vs np.load {t_raw:.2f} s ({raw['gb_per_s']:.1f} GB/s), page cache warm; one core decodes the "
-        f"video/face/pooled chunks at (GB/s, size vs raw) {codecs}"
+        f"vs np.load {t_raw:.2f} s ({raw['gb_per_s']:.1f} GB/s), page cache warm; the same clips with other codecs "
+        f"for the per-clip rows: {others}; one core decodes the video/face/pooled chunks at (GB/s, size vs raw) "
+        f"{codecs}"
     )
     return [measure("store read", how, round(ratio, 3), f"{100 * ratio:.0f}% of raw", ">= 80%", ratio >= 0.8)]
 

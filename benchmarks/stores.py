@@ -1,8 +1,8 @@
 """Synthetic feature stores with the dimensions of a real extraction, written by emo's own StoreWriter (so
 chunking and codecs are exactly what ``emo extract`` produces), cached under ``data/bench/stores/``.
 
-The cache key includes a fingerprint of ``emo/features_store/writer.py``: a change to the store layout
-(chunks, codecs) rebuilds the stores, so a benchmark never reads a layout the code no longer writes.
+The cache key includes a fingerprint of ``emo/features_store/writer.py`` and ``layout.py``: a change to the store
+layout (chunks, codecs) rebuilds the stores, so a benchmark never reads a layout the code no longer writes.
 
 Dimensions (DESIGN.md §5, ResNet-18 and MiniLM): ``audio/mfcc`` 80 per frame (pooled 160), ``audio/mel``
 128 (pooled 256), ``audio/egemaps`` 88, ``video/face`` 512 (pooled 1024), ``video/summary`` 512,
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ BLOCK = 1024  # clips generated at a time
 
 
 def _fingerprint() -> str:
-    return hashlib.sha256((ROOT / "emo" / "features_store" / "writer.py").read_bytes()).hexdigest()[:10]
+    layout = [ROOT / "emo" / "features_store" / name for name in ("writer.py", "layout.py")]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in layout)).hexdigest()[:10]
 
 
 def pooled_paths() -> list[str]:
@@ -133,6 +135,23 @@ def frames_store(n_clips: int, mel_frames: int = 300) -> Path:
     return build(f"frames{mel_frames}", n_clips, steps=32, frames=2, frames_of={"audio/mel": mel_frames})
 
 
-def pooled_store(n_clips: int) -> Path:
-    """Every pooled vector of ``n_clips`` clips (sequence groups carry no frames and one-step aligned views)."""
-    return build("pooled", n_clips, steps=0, frames=0)
+@contextmanager
+def row_codec(name: str) -> Iterator[None]:
+    """Stores built inside write their per-clip rows with codec ``name`` (one of ``layout.ROW_CODECS``) instead
+    of emo's choice, ``layout.CODECS["rows"]``: how the benchmark measures the candidates."""
+    from emo.features_store import layout
+
+    before, layout.CODECS["rows"] = layout.CODECS["rows"], name
+    try:
+        yield
+    finally:
+        layout.CODECS["rows"] = before
+
+
+def pooled_store(n_clips: int, codec: str | None = None) -> Path:
+    """Every pooled vector of ``n_clips`` clips (sequence groups carry no frames and one-step aligned views);
+    ``codec`` writes the per-clip rows with that codec instead of emo's choice."""
+    if codec is None:
+        return build("pooled", n_clips, steps=0, frames=0)
+    with row_codec(codec):
+        return build(f"pooled-{codec}", n_clips, steps=0, frames=0)

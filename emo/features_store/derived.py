@@ -50,7 +50,7 @@ def write_derived(
             path,
             data=rows,
             chunks=(chunk_rows, *rows.shape[1:]),
-            compressors=compressors_for(rows.dtype),
+            compressors=compressors_for(rows.dtype, "rows"),
             dimension_names=["clip", *[f"d{i}" for i in range(rows.ndim - 1)]],
             attributes={**attrs, DERIVED_ATTR: True, "rows_at_creation": n},
         )

@@ -5,12 +5,13 @@ Zarr's own ``arr[:n]`` goes through its generic codec pipeline, which copies eac
 decoding it and runs the decoders one or two at a time; a training run that loads every pooled vector of a
 large store spends most of its time there. The store's plain layout (what ``StoreWriter`` writes: chunks
 along the first axis only, the ``bytes`` codec then at most one Blosc or Zstd compressor, no sharding) is
-decoded here directly; anything else falls back to Zarr. Local directories are read with ``readinto``,
-other stores through Zarr's store API.
+decoded here directly; anything else falls back to Zarr. An uncompressed chunk of a local directory is read
+with ``readinto`` straight into the result; other chunks and stores through Zarr's store API.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -77,6 +78,7 @@ def read_rows(arr: zarr.Array, stop: int, threads: int | None = None) -> np.ndar
     per_row = math.prod(arr.shape[1:]) if arr.ndim > 1 else 1
     fill = arr.fill_value
     root = _local_path(arr)
+    raw = not arr.compressors
     n_chunks = math.ceil(stop / rows)
     zeros = (0,) * (arr.ndim - 1)
 
@@ -90,9 +92,28 @@ def read_rows(arr: zarr.Array, stop: int, threads: int | None = None) -> np.ndar
         buf = sync(arr.store_path.store.get(f"{arr.store_path.path}/{key}", prototype=default_buffer_prototype()))
         return None if buf is None else buf.as_numpy_array()
 
+    def read_into(key: str, dest: np.ndarray) -> bool:
+        """An uncompressed local chunk read straight into its rows of the result (one copy, as ``np.load``)."""
+        try:
+            with open(root / key, "rb", buffering=0) as fh:
+                view = memoryview(dest.reshape(-1).view(np.uint8))
+                got = 0
+                while got < view.nbytes and (n := fh.readinto(view[got:])):
+                    got += n
+        except FileNotFoundError:
+            return False
+        if got != view.nbytes:
+            raise OSError(f"{root / key}: chunk of {got} bytes where {view.nbytes} were expected")
+        return True
+
     def one(i: int) -> None:
         start, end = i * rows, min((i + 1) * rows, stop)
-        src = fetch(arr.metadata.encode_chunk_key((i, *zeros)))
+        key = arr.metadata.encode_chunk_key((i, *zeros))
+        if raw and root is not None and end - start == rows:
+            if not read_into(key, out[start:end]):
+                out[start:end] = fill
+            return
+        src = fetch(key)
         if src is None:  # never written: every value is the fill value
             out[start:end] = fill
             return
@@ -103,11 +124,15 @@ def read_rows(arr: zarr.Array, stop: int, threads: int | None = None) -> np.ndar
         decode(src, chunk)
         out[start:end] = chunk[: (end - start) * per_row].reshape(end - start, *arr.shape[1:])
 
+    def run(chunks: range) -> None:
+        for i in chunks:
+            one(i)
+
     workers = min(threads or _threads(), n_chunks)
     if workers <= 1:
-        for i in range(n_chunks):
-            one(i)
-    else:
+        run(range(n_chunks))
+    else:  # one contiguous run of chunks per thread: a task per chunk would cost more than reading a small one
+        bounds = [n_chunks * k // workers for k in range(workers + 1)]
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, range(n_chunks)))
+            list(pool.map(run, [range(a, b) for a, b in itertools.pairwise(bounds)]))
     return out

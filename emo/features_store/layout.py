@@ -33,17 +33,35 @@ FRAME_CHUNK_BYTES = 4 << 20
 #: float32 features better and decode 1.2-3x faster (``benchmarks/store_read.py`` lists both).
 BLOSC_BLOCK_BYTES = 1 << 20
 
+#: The codecs a numeric array can be written with (DESIGN.md §5: only codecs plain ``zarr`` decodes).
+ROW_CODECS = ("none", "blosc-lz4", "blosc-zstd")
+#: The codec of each kind of numeric array, chosen by measurement (``benchmarks/store_read.py``, README
+#: Performance; DESIGN.md §5):
+#: - ``rows``: the per-clip vectors every training run reads whole (vector features, ``pooled``, ``mask``,
+#:   derived rows). Float features barely compress (Blosc-zstd keeps 0.82 of the bytes, Blosc-LZ4 0.89) while
+#:   even LZ4 decodes 4x slower than a memory copy: stored as they are, read with one copy as ``np.load`` does.
+#: - ``aligned``: the T-step views sequence heads read; shorter clips are zero-padded, which LZ4 removes at
+#:   several GB/s per core.
+#: - ``frames``: ragged per-frame arrays, offsets and the clip table's numbers, the bulk of a store, where size
+#:   matters more than speed: Blosc-zstd level 1.
+CODECS = {"rows": "none", "aligned": "blosc-lz4", "frames": "blosc-zstd"}
 
-def compressors_for(dtype: Any) -> list[Any]:
-    """The compressor of every array of this dtype: Blosc-zstd level 1 over byte-shuffled values (bit-shuffled
-    for 1-byte types) in 1 MiB blocks; zstd for strings."""
+
+def compressors_for(dtype: Any, kind: str = "frames") -> list[Any]:
+    """The compressors of an array of ``dtype`` and ``kind`` (a key of :data:`CODECS`): zstd for strings; for
+    numbers the kind's codec over byte-shuffled values (bit-shuffled for 1-byte types) in 1 MiB blocks."""
     if dtype is str:
         return [zarr.codecs.ZstdCodec(level=3)]
+    name = CODECS[kind]
+    if name not in ROW_CODECS:
+        raise ValueError(f"unknown codec {name!r}; choose one of {', '.join(ROW_CODECS)}")
+    if name == "none":
+        return []
     itemsize = np.dtype(dtype).itemsize
     return [
         BloscCodec(
-            cname="zstd",
-            clevel=1,
+            cname=name.removeprefix("blosc-"),
+            clevel=1 if name == "blosc-zstd" else 5,
             shuffle="shuffle" if itemsize > 1 else "bitshuffle",
             typesize=itemsize,
             blocksize=BLOSC_BLOCK_BYTES,
@@ -142,7 +160,7 @@ def create_store(
                 shape=(0, *spec.shape),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, *spec.shape),
-                compressors=compressors_for(spec.dtype),
+                compressors=compressors_for(spec.dtype, "rows"),
                 fill_value=np.nan,
                 dimension_names=["clip", *[f"d{i}" for i in range(len(spec.shape))]],
                 attributes=spec.attrs,
@@ -183,7 +201,7 @@ def create_store(
                 shape=(0, steps, d),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, steps, d),
-                compressors=compressors_for(spec.dtype),
+                compressors=compressors_for(spec.dtype, "aligned"),
                 fill_value=0.0,
                 dimension_names=["clip", "step", "d0"],
                 attributes={
@@ -198,7 +216,7 @@ def create_store(
                 shape=(0, steps),
                 dtype=bool,
                 chunks=(chunk_rows, steps),
-                compressors=compressors_for(bool),
+                compressors=compressors_for(bool, "rows"),
                 fill_value=False,
                 dimension_names=["clip", "step"],
                 attributes={**spec.attrs, "description": "True where aligned holds data"},
@@ -208,7 +226,7 @@ def create_store(
                 shape=(0, 2 * d),
                 dtype=spec.dtype,
                 chunks=(chunk_rows, 2 * d),
-                compressors=compressors_for(spec.dtype),
+                compressors=compressors_for(spec.dtype, "rows"),
                 fill_value=np.nan,
                 dimension_names=["clip", "d0"],
                 attributes={

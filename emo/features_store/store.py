@@ -102,6 +102,7 @@ class FeatureStore:
         check_version(self.attrs, location.display)
         self.n_clips: int = int(self.attrs.get(ROWS_ATTR, 0))
         self._arrays: dict[str, zarr.Array] | None = None
+        self._opened: dict[str, zarr.Array] = {}  # arrays looked up one by one before (or without) a listing
 
     @classmethod
     def open(cls, store: str | StoreLocation, storage_options: dict[str, Any] | None = None) -> FeatureStore:
@@ -142,7 +143,10 @@ class FeatureStore:
 
     def array(self, path: str) -> zarr.Array:
         try:
-            node = self._arrays[path] if self._arrays is not None and path in self._arrays else self.group[path]
+            if self._arrays is not None and path in self._arrays:
+                node = self._arrays[path]
+            else:
+                node = self._opened[path] if path in self._opened else self.group[path]
         except KeyError:
             raise UsageError(
                 f"no array '{path}' in {self.location.display}; "
@@ -150,6 +154,7 @@ class FeatureStore:
             ) from None
         if not isinstance(node, zarr.Array):
             raise UsageError(f"'{path}' in {self.location.display} is a group, not an array")
+        self._opened[path] = node
         if unsafe := unsafe_codecs(node):
             raise StoreError(
                 f"'{path}' in {self.location.display} uses codec(s) {', '.join(unsafe)} that emo does not decode "

@@ -5,7 +5,8 @@ codecs and the recorded checksums arrive as they were. Every chunk is hashed on 
 its recorded checksum: a corrupt source is refused rather than spread. The destination only becomes a store
 at the end: a directory is written beside its final path and renamed into place, a zip is written to a
 temporary file, and on an object store the root ``zarr.json`` (what makes a prefix a store) goes last.
-Zip members are stored uncompressed (``ZIP_STORED``): the chunks are compressed already.
+Zip members are stored uncompressed (``ZIP_STORED``): the chunks are compressed already, or left raw on purpose
+(the per-clip rows, for read speed: ``layout.CODECS``).
 """
 
 from __future__ import annotations

@@ -72,3 +72,16 @@ def test_other_layouts_fall_back_to_zarr(tmp_path: Path, kw: dict) -> None:
     arr[:] = data.astype(arr.dtype)
     assert _decoder(arr) is None
     np.testing.assert_array_equal(read_rows(arr, 33), np.asarray(arr[:33]))
+
+
+def test_a_short_uncompressed_chunk_is_an_error_that_names_it(tmp_path: Path) -> None:
+    """Uncompressed chunks are read straight into the result; one cut short (a damaged copy) must not leave
+    rows of uninitialised memory behind."""
+    arr = _array(tmp_path / "s.zarr", (32, 4), (16, 4), compressors=None)
+    assert arr.compressors == ()
+    arr[:] = np.arange(128, dtype=np.float32).reshape(32, 4)
+    np.testing.assert_array_equal(read_rows(arr, 32), np.asarray(arr[:]))
+    (chunk,) = [p for p in (tmp_path / "s.zarr" / "x").rglob("*") if p.is_file() and p.parts[-2:] == ("1", "0")]
+    chunk.write_bytes(chunk.read_bytes()[:10])
+    with pytest.raises(OSError, match="10 bytes where 256 were expected"):
+        read_rows(arr, 32)

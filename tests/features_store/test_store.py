@@ -101,18 +101,32 @@ def test_round_trip_and_consistency(tmp_path: Path) -> None:
     assert list(group["clips/clip_id"][:3]) == ["c0", "c1", "c2"]
 
 
-def test_feature_chunks_are_blosc_zstd_in_whole_mib_blocks(tmp_path: Path) -> None:
-    """Float features go to disk as Blosc-zstd with 1 MiB blocks (Blosc's default blocks are a few tens of KiB
-    and decode 2-3x slower), and still read back bit for bit."""
-    specs = [VectorSpec("video/summary", (1024,))]
+def test_codecs_per_array_kind(tmp_path: Path) -> None:
+    """Per-clip rows every training run reads whole (vectors, pooled, mask) are stored uncompressed (float
+    features barely compress; see layout.CODECS), aligned views as Blosc-LZ4 (their zero padding), ragged frames
+    as Blosc-zstd in 1 MiB blocks (Blosc's default blocks are a few tens of KiB and decode 2-3x slower); all
+    read back bit for bit."""
+    specs = [VectorSpec("video/summary", (1024,)), SequenceSpec("audio/mfcc", {"values": (20,)}, steps=4)]
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((300, 1024)).astype(np.float32)
+    frames = rng.standard_normal((300, 3, 20)).astype(np.float32)
     with open_writer(tmp_path / "s.zarr", specs=specs, chunk_rows=256) as writer:
         for i, row in enumerate(rows):
-            writer.add(ClipResult({"clip_id": f"c{i}", "label_name": "a"}, {"video/summary": row}))
-    (codec,) = zarr.open_array(str(tmp_path / "s.zarr" / "video" / "summary"), mode="r").compressors
-    assert (codec.cname.value, codec.clevel, codec.shuffle.value, codec.blocksize) == ("zstd", 1, "shuffle", 1 << 20)
-    np.testing.assert_array_equal(FeatureStore.open(tmp_path / "s.zarr").read("video/summary"), rows)
+            arrays = {"video/summary": row, "audio/mfcc/values": frames[i]}
+            arrays |= {"audio/mfcc/aligned": np.zeros((4, 20), np.float32), "audio/mfcc/mask": np.ones(4, bool)}
+            arrays["audio/mfcc/pooled"] = np.concatenate([frames[i].mean(0), frames[i].std(0)])
+            writer.add(ClipResult({"clip_id": f"c{i}", "label_name": "a"}, arrays))
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    for path in ("video/summary", "audio/mfcc/pooled", "audio/mfcc/mask"):
+        assert group[path].compressors == (), path
+    (lz4,) = group["audio/mfcc/aligned"].compressors
+    (zstd,) = group["audio/mfcc/values"].compressors
+    assert (lz4.cname.value, lz4.shuffle.value, lz4.blocksize) == ("lz4", "shuffle", 1 << 20)
+    assert (zstd.cname.value, zstd.clevel, zstd.shuffle.value, zstd.blocksize) == ("zstd", 1, "shuffle", 1 << 20)
+    fs = FeatureStore.open(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(fs.read("video/summary"), rows)
+    np.testing.assert_array_equal(fs.read("audio/mfcc/values"), frames.reshape(-1, 20))
+    np.testing.assert_array_equal(fs.read("audio/mfcc/mask"), np.ones((300, 4), bool))
 
 
 def test_align_segments_and_padding() -> None:
