@@ -9,7 +9,7 @@ user would, ``FeatureStore.open(store).read(path)`` for each array (opening incl
 exactly those arrays with ``np.save`` and reads them back with ``np.load``. Both read from the page cache
 (a warm-up pass first; the machine cannot drop caches), so this compares decoding, not disks. Medians of
 interleaved repeats; emo's figure is its throughput as a fraction of ``np.load``'s. The same clips are also
-written with each other candidate codec for the per-clip rows (``layout.ROW_CODECS``: how emo's choice,
+written with each other candidate codec for the per-clip rows (``layout.NUMERIC_CODECS``: how emo's choice,
 ``layout.CODECS["rows"]``, was made) and read in the same rounds, with their stored size. The rows also carry the
 single-core decode speed and size of the chunks under Blosc-zstd (the codec of the ragged frames) and under
 other zstd levels and Blosc-LZ4 (``decode_by_codec``): what bounds a compressed read on this machine.
@@ -80,12 +80,12 @@ EMO = "emo FeatureStore.read"
 
 def run(quick: bool) -> list[dict]:
     from emo.features_store import FeatureStore
-    from emo.features_store.layout import CODECS, ROW_CODECS
+    from emo.features_store.layout import CODECS, NUMERIC_CODECS
 
     n_clips, repeats = SETTINGS["quick" if quick else "full"]
     # emo's store, and the same clips with the per-clip rows under each other candidate codec
     stores = {EMO: pooled_store(n_clips)}
-    stores |= {f"{EMO}, rows as {c}": pooled_store(n_clips, c) for c in ROW_CODECS if c != CODECS["rows"]}
+    stores |= {f"{EMO}, rows as {c}": pooled_store(n_clips, c) for c in NUMERIC_CODECS if c != CODECS["rows"]}
     raw = raw_copy(stores[EMO])
     described: dict[str, dict] = {}
     for method, store in stores.items():

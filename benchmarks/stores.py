@@ -137,7 +137,7 @@ def frames_store(n_clips: int, mel_frames: int = 300) -> Path:
 
 @contextmanager
 def row_codec(name: str) -> Iterator[None]:
-    """Stores built inside write their per-clip rows with codec ``name`` (one of ``layout.ROW_CODECS``) instead
+    """Stores built inside write their per-clip rows with codec ``name`` (one of ``layout.NUMERIC_CODECS``) instead
     of emo's choice, ``layout.CODECS["rows"]``: how the benchmark measures the candidates."""
     from emo.features_store import layout
 

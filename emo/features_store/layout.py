@@ -34,7 +34,7 @@ FRAME_CHUNK_BYTES = 4 << 20
 BLOSC_BLOCK_BYTES = 1 << 20
 
 #: The codecs a numeric array can be written with (DESIGN.md §5: only codecs plain ``zarr`` decodes).
-ROW_CODECS = ("none", "blosc-lz4", "blosc-zstd")
+NUMERIC_CODECS = ("none", "blosc-lz4", "blosc-zstd")
 #: The codec of each kind of numeric array, chosen by measurement (``benchmarks/store_read.py``, README
 #: Performance; DESIGN.md §5):
 #: - ``rows``: the per-clip vectors every training run reads whole (vector features, ``pooled``, ``mask``,
@@ -53,8 +53,8 @@ def compressors_for(dtype: Any, kind: str = "frames") -> list[Any]:
     if dtype is str:
         return [zarr.codecs.ZstdCodec(level=3)]
     name = CODECS[kind]
-    if name not in ROW_CODECS:
-        raise ValueError(f"unknown codec {name!r}; choose one of {', '.join(ROW_CODECS)}")
+    if name not in NUMERIC_CODECS:
+        raise ValueError(f"unknown codec {name!r}; choose one of {', '.join(NUMERIC_CODECS)}")
     if name == "none":
         return []
     itemsize = np.dtype(dtype).itemsize
