@@ -1,6 +1,7 @@
 """The records of Dask's that emo drops, each by its logger and its text, and why: every one is a message Dask
 logs with a traceback on a path emo has handled in order (a lost scheduler, a killed worker, a worker stopping
-after its scheduler), where the user gets emo's own one-line account instead. Nothing broader is filtered."""
+after its scheduler, a Ctrl-C), where the user gets emo's own one-line account instead. Nothing broader is
+filtered."""
 
 from __future__ import annotations
 
@@ -67,6 +68,27 @@ or computing again); a key the scheduler has forgotten still shows."""
             return True
         states = record.args  # logging unpacks a lone mapping argument
         return not (isinstance(states, dict) and states and set(states.values()) <= self.RECOVERING)
+
+
+class InterruptedSync(logging.Filter):
+    """Drops the record of a bug in Dask's ``distributed.utils.sync`` (2026.8.0), the call through which every
+    blocking client method waits. When a Ctrl-C interrupts that wait, ``sync`` schedules a ``cancel`` callback
+    on the client's event loop, which reads a ``future`` variable its coroutine assigns only once it has started
+    the awaited call, after a first step that yields to the loop. A Ctrl-C inside that window (wider when the
+    machine is loaded) makes ``cancel`` raise ``NameError`` in the loop, which tornado logs as an ERROR with a
+    traceback, while the KeyboardInterrupt itself reaches emo and the run stops as it should. Only that record:
+    tornado's "Exception in callback" for ``sync``'s own ``cancel`` failing with a ``NameError`` on ``future``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (isinstance(exc, NameError) and exc.name == "future" and record.msg == "Exception in callback %r"):
+            return True
+        callback = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        func = getattr(callback, "func", callback)
+        return not (
+            getattr(func, "__module__", "") == "distributed.utils"
+            and getattr(func, "__qualname__", "") == "sync.<locals>.cancel"
+        )
 
 
 @contextmanager

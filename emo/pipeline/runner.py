@@ -32,7 +32,7 @@ from distributed.scheduler import KilledWorker
 from emo.errors import EmoError, UsageError
 from emo.features_store.clip_result import ClipResult
 from emo.pipeline.config import ExtractionConfig
-from emo.pipeline.dask_records import RecomputedResult, ReconnectCancelled, logs_filtered
+from emo.pipeline.dask_records import InterruptedSync, RecomputedResult, ReconnectCancelled, logs_filtered
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.devices import GPU_RESOURCE, DevicePlan, resolve_device
 from emo.pipeline.extractors import Extractor, build_extractors
@@ -146,7 +146,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
             client = Client(options.scheduler, timeout="15s")
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"cannot connect to the Dask scheduler at {options.scheduler}: {exc}") from None
-        with logs_filtered({"distributed.client": ReconnectCancelled()}):
+        with logs_filtered({"distributed.client": ReconnectCancelled(), "tornado.application": InterruptedSync()}):
             try:
                 yield client
             finally:
@@ -176,7 +176,12 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     # callback is printed as "Exception ignored" and lost: the run would go on as if nothing was pressed.
     disable_gc_diagnosis(force=True)
     client = Client(cluster)
-    with logs_filtered({"distributed.client": ReconnectCancelled(), "distributed.scheduler": RecomputedResult()}):
+    filters = {
+        "distributed.client": ReconnectCancelled(),
+        "distributed.scheduler": RecomputedResult(),
+        "tornado.application": InterruptedSync(),
+    }
+    with logs_filtered(filters):
         try:
             yield client
         finally:
