@@ -12,7 +12,9 @@ import gc
 import logging
 import multiprocessing.resource_tracker
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -159,18 +161,28 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
     # 128 KiB: every large tensor of MTCNN and the backbone is then a fresh mmap whose page faults cost more
     # than the convolutions (see benchmarks/extraction.py). Our workers keep glibc's adaptive defaults.
     glibc_defaults = dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-    with warnings.catch_warnings(), glibc_defaults, _sigint_blocked():
-        # when 8787 is taken Dask picks another port; the address actually used is logged by the caller
-        warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=options.dashboard_address,
-            silence_logs=logging.ERROR,
-            resources={GPU_RESOURCE: 1} if options.gpu_resource else None,
-            preload=[*dask.config.get("distributed.worker.preload"), EMBEDDED_WORKER_PRELOAD],
-        )
+    # The workers' scratch directories go in a workspace of this run's own, removed with the cluster. In Dask's
+    # shared default (<tmp>/dask-scratch-space) a worker starting in another process (a second run, a teammate's
+    # job) purges the directory of a worker killed here while that worker's nanny removes it too, and the loser
+    # logs an ERROR ("Failed to remove ...": seen under a test suite running beside the fault tests).
+    scratch = tempfile.mkdtemp(prefix="emo-dask-", dir=dask.config.get("temporary-directory", None) or None)
+    try:
+        with warnings.catch_warnings(), glibc_defaults, _sigint_blocked():
+            # when 8787 is taken Dask picks another port; the address actually used is logged by the caller
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=options.dashboard_address,
+                silence_logs=logging.ERROR,
+                resources={GPU_RESOURCE: 1} if options.gpu_resource else None,
+                preload=[*dask.config.get("distributed.worker.preload"), EMBEDDED_WORKER_PRELOAD],
+                local_directory=scratch,
+            )
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     # The scheduler started in this process hooks a Python callback into every garbage collection (Dask's GC
     # diagnosis, which only logs, at levels silenced above). A Ctrl-C whose KeyboardInterrupt lands in that
     # callback is printed as "Exception ignored" and lost: the run would go on as if nothing was pressed.
@@ -190,6 +202,7 @@ def dask_client(options: ClusterOptions) -> Iterator[Client]:
                 # scheduler log its failed calls to them, with tracebacks: noise once the run has said how it ended.
                 client.close()
                 cluster.close()
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextmanager
