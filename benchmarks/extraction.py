@@ -1,19 +1,21 @@
-"""Extraction: ``emo extract`` on 1 and 2 Dask workers vs a sequential per-video loop, on the same clips.
+"""Extraction: ``emo extract`` on 1 and 2 Dask workers vs a sequential per-video loop, on the same clips, and
+``emo extract --workers 2`` with its defaults against e4234c1's settings (``--face-track 1``, fp32).
 
-The peer is the way MMSA-FET processes a dataset: one Python process walks the clips one at a time, calls
-the same extractors on each (``emo.pipeline.process.process_clip``: the same decode, MTCNN, backbone, audio
+The peer is the way MMSA-FET processes a dataset: one Python process walks the clips one at a time, calls the
+same extractors on each (``emo.pipeline.process.process_clip``: the same decode, MTCNN, backbone, audio
 features and text encoder) and writes everything at the end (here into the same Zarr store). It runs twice:
 with the libraries' default threading (torch's intra-op pool uses every core, as it would for a user) and
 pinned to one thread (the single-core loop). Every run is a fresh process timed from start to exit, model
-loading and interpreter start-up included, writing a fresh store; runs of the variants are interleaved so
-that changes in the machine's load hit all of them alike.
+loading and interpreter start-up included, writing a fresh store; runs of the variants are interleaved so that
+changes in the machine's load hit all of them alike.
 
-Measures: speed-up (sequential wall / ``emo extract --workers 2`` wall), parallel efficiency (wall with 1
-worker / (2 x wall with 2 workers)) and the orchestration + store overhead of ``emo extract --workers 1``:
-(wall - sum of per-stage compute) / wall, where the stages (model load, hash + probe, decode, audio
-features, face detection, alignment, embeddings, text) are timed on the worker and returned with each clip's
-result (``emo.pipeline.timing``); the rest of the wall is interpreter start, cluster start, scheduling,
-moving results and the store writer.
+Measures: throughput (media seconds per second of ``emo extract --workers 2``, and its ratio to the same
+command with e4234c1's settings in the same run), speed-up (sequential wall / ``emo extract --workers 2``
+wall), parallel efficiency (wall with 1 worker / (2 x wall with 2 workers)) and the orchestration + store
+overhead of ``emo extract --workers 1``: (wall - sum of per-stage compute) / wall, where the stages (model
+load, hash + probe, decode, audio features, face detection, alignment, embeddings, text) are timed on the
+worker and returned with each clip's result (``emo.pipeline.timing``); the rest of the wall is interpreter
+start, cluster start, scheduling, moving results and the store writer.
 
     .venv/bin/python benchmarks/extraction.py [--quick]
 """
@@ -44,7 +46,10 @@ VARIANTS = (
     "sequential (1 thread)",
     "emo extract --workers 1",
     "emo extract --workers 2",
+    "emo extract --workers 2 --face-track 1",
 )
+#: e4234c1's settings, run by the same code: MTCNN's full cascade on every sampled frame, fp32.
+OLD_SETTINGS = VARIANTS[4]
 
 
 def _emo_exe() -> str:
@@ -57,8 +62,8 @@ def _command(variant: str, data: Path, store: Path) -> tuple[list[str], dict[str
         threads = 1 if "1 thread" in variant else None
         cmd = [PYTHON, str(Path(__file__).resolve()), "sequential", str(data), str(store)]
         return cmd + (["--threads", "1"] if threads else []), thread_env(threads)
-    workers = variant.rsplit(" ", 1)[1]
-    cmd = [_emo_exe(), "extract", str(data), "-o", str(store), "--workers", workers, *MODEL_ARGS, "--json", "-q"]
+    options = variant.split()[2:]  # "--workers N" and any other option of the variant
+    cmd = [_emo_exe(), "extract", str(data), "-o", str(store), *options, *MODEL_ARGS, "--json", "-q"]
     return cmd, thread_env(None)
 
 
@@ -76,6 +81,7 @@ def _one(variant: str, data: Path, n_clips: int) -> dict[str, Any]:
     shutil.rmtree(store, ignore_errors=True)
     return {
         "variant": variant,
+        "media_s": media_seconds(data),
         "wall_s": round(proc.wall_s, 3),
         "cpu_s": round(proc.cpu_s, 3),  # every process of the run, FFmpeg included
         "inner_s": report["seconds"],  # inside extract() / the loop: interpreter start and imports excluded
@@ -83,6 +89,19 @@ def _one(variant: str, data: Path, n_clips: int) -> dict[str, Any]:
         "stage_seconds": stages,
         "workers": report.get("workers", {}),
     }
+
+
+def media_seconds(data: Path) -> float:
+    """Seconds of video in the benchmark clips (the container's duration, as FFmpeg reports it)."""
+    import av
+
+    from benchmarks.media import clips_of
+
+    total = 0.0
+    for path in clips_of(data):
+        with av.open(str(path)) as container:
+            total += container.duration / av.time_base
+    return round(total, 3)
 
 
 def run(quick: bool) -> list[dict]:
@@ -108,7 +127,7 @@ def summary(rows: list[dict]) -> list[dict]:
         return []
     n, repeats = rows[0]["clips"], 1 + max(r["repeat"] for r in rows)
     wall = {v: median(_walls(rows, v)) for v in VARIANTS}
-    seq, seq1, w1, w2 = (wall[v] for v in VARIANTS)
+    seq, seq1, w1, w2, old = (wall[v] for v in VARIANTS)
     clips = f"{n} clips of 720p (RAVDESS-like), median of {repeats}"
     out = []
     for label, base in (("sequential loop, default threads", seq), ("sequential loop, 1 thread", seq1)):
@@ -123,6 +142,20 @@ def summary(rows: list[dict]) -> list[dict]:
                 speedup >= 1.8,
             )
         )
+    media = rows[0]["media_s"]
+    ratio = old / w2
+    out.append(
+        measure(
+            "extraction throughput",
+            f"every feature, emo extract --workers 2, {clips} ({media:.1f} s of media): new defaults (--face-track "
+            f"{_default_face_track()}) {w2:.1f} s vs e4234c1's settings ({OLD_SETTINGS.split(' ', 4)[4]}, fp32) "
+            f"{old:.1f} s in the same run = {ratio:.2f}x",
+            round(media / w2, 2),
+            f"{media / w2:.2f} media-s/s ({ratio:.2f}x the old settings' {media / old:.2f})",
+            ">= 2.5x e4234c1 and >= 5 media-s/s",
+            ratio >= 2.5 and media / w2 >= 5,
+        )
+    )
     efficiency = w1 / (2 * w2)
     busy = {v: median([r["cpu_s"] / r["wall_s"] for r in rows if r["variant"] == v]) for v in VARIANTS}
     out.append(
@@ -153,6 +186,12 @@ def summary(rows: list[dict]) -> list[dict]:
         )
     )
     return out
+
+
+def _default_face_track() -> int:
+    from emo.pipeline.extractors.faces import DEFAULT_FACE_TRACK
+
+    return DEFAULT_FACE_TRACK
 
 
 def details(rows: list[dict]) -> dict[str, Any]:

@@ -31,7 +31,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.common import RESULTS, git_state, load_average, log, machine, versions  # noqa: E402
 
 #: Run order: the long multi-process measures first, while the machine is as it was when the run started.
-BENCHMARKS = ("extraction", "decode", "faces", "fusion_epoch", "store_read", "memory", "zebra", "accuracy")
+BENCHMARKS = (
+    "extraction", "decode", "faces", "face_tracking", "fusion_epoch", "store_read", "memory", "zebra", "accuracy",
+)  # fmt: skip
 
 
 def _cell(text: Any) -> str:

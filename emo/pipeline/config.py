@@ -27,8 +27,10 @@ NORMALIZE_METHODS = ("none", "peak", "rms")
 #: Leading and trailing audio quieter than this many dB below the clip's loudest frame is left out of the audio
 #: features (``--trim-silence``): on RAVDESS about half of every clip is silence before and after the sentence.
 TRIM_SILENCE_DB = 30.0
-#: Field absent from configs written before trimming existed (those stores were not trimmed: read as None).
-TRIM_FIELD = "trim_silence_db"
+#: Fields added after stores were written, with the value that matches what those stores did: a recorded config
+#: without the field is read with this value, and a config with this value records no field, so that it keeps the
+#: hash of those stores (they were not trimmed; they detected faces in every frame).
+LEGACY_VALUES: dict[str, Any] = {"trim_silence_db": None, "face_track": 1}
 
 
 def option(default: Any, help: str = "", **cli: Any) -> Any:
@@ -194,8 +196,9 @@ class ExtractionConfig:
             if s.recorded_with and not set(s.recorded_with) & set(self.features):
                 continue
             d |= s.to_dict()
-        if self.trim_silence_db is None:
-            del d[TRIM_FIELD]  # the configs of stores written before trimming existed keep their hash
+        for key, legacy in LEGACY_VALUES.items():
+            if key in d and d[key] == legacy:
+                del d[key]
         return d
 
     @classmethod
@@ -206,7 +209,9 @@ class ExtractionConfig:
         if unknown:
             raise UsageError(f"extraction config has keys this emo does not know: {', '.join(sorted(unknown))}")
         values = dict(data)
-        values.setdefault(TRIM_FIELD, None)
+        for key, legacy in LEGACY_VALUES.items():
+            if key in names:
+                values.setdefault(key, legacy)
         for key, value in values.items():
             if isinstance(value, list):
                 values[key] = tuple(value)

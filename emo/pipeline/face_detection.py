@@ -302,15 +302,39 @@ class FaceDetector:
             self._refine(frames, indices, result)
 
     def _refine(self, frames: list[np.ndarray], indices: list[int], result: FaceDetections) -> None:
-        """Run O-Net on full-resolution crops of the detected boxes, the way MTCNN's third stage crops."""
+        """O-Net once more on full-resolution crops of the faces found in downscaled frames; a face whose refined
+        probability falls below the last threshold keeps its downscaled detection."""
+        kept = [i for i in indices if result.found[i]]
+        if not kept:
+            return
+        by_index = dict(zip(indices, frames, strict=True))
+        refined = self.onet([by_index[i] for i in kept], result.boxes[kept])
+        for j, i in enumerate(kept):
+            if refined.found[j]:
+                result.boxes[i] = refined.boxes[j]
+                result.probs[i] = refined.probs[j]
+                result.landmarks[i] = refined.landmarks[j]
+
+    def onet(self, frames: Sequence[np.ndarray], boxes: np.ndarray) -> FaceDetections:
+        """MTCNN's last stage (O-Net) on a full-resolution crop of each frame around its box [n, 4], cropped the
+        way MTCNN crops for its third stage: the box squared, clipped to the frame, resized to 48x48.
+
+        Returns O-Net's regressed box, probability and landmarks for every crop; ``found`` is False where the
+        probability is below the last threshold or the box lies outside its frame (NaN rows there). This is the
+        refinement of downscaled detections and the step that follows a face between keyframes.
+        """
         import torch
         import torch.nn.functional as F
 
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(frames) != len(boxes):
+            raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")
+        result = FaceDetections.empty(len(boxes))
         crops, squares, kept = [], [], []
-        for frame, i in zip(frames, indices, strict=True):
-            if not result.found[i]:
+        for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+            if not np.isfinite(box).all():
                 continue
-            x1, y1, x2, y2 = result.boxes[i].astype(np.float64)
+            x1, y1, x2, y2 = box
             cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) / 2
             sq = np.array([cx - half, cy - half, cx + half, cy + half])  # MTCNN's rerec: squared box
             h, w = frame.shape[:2]
@@ -324,7 +348,7 @@ class FaceDetector:
             squares.append(sq)
             kept.append(i)
         if not crops:
-            return
+            return result
         with torch.inference_mode():
             reg, points, prob = self._mtcnn.onet((torch.cat(crops) - 127.5) * 0.0078125)
         reg, points, prob = reg.cpu().numpy(), points.cpu().numpy(), prob[:, 1].cpu().numpy()
@@ -337,6 +361,8 @@ class FaceDetector:
             result.landmarks[i, :, 1] = side_h * points[j, 5:] + sq[1] - 1
             result.boxes[i] = sq + reg[j] * np.array([side_w, side_h, side_w, side_h])
             result.probs[i] = prob[j]
+            result.found[i] = True
+        return result
 
 
 # ---------------------------------------------------------------------------------------------------------

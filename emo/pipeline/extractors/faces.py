@@ -34,6 +34,10 @@ from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
 # torch, MTCNN and the backbones are imported where they are used, so that audio-only runs never load them.
 
+#: ``--face-track``: the largest K whose faces agree with per-frame MTCNN on >= 98% of frames (IoU >= 0.5) and
+#: whose landmarks stay within 3% of the inter-ocular distance on every set of ``benchmarks/face_tracking.py``
+#: (the benchmark clips, fast head motion, cuts between two faces).
+DEFAULT_FACE_TRACK = 8
 #: Visual weights that are not a file path.
 NAMED_WEIGHTS = ("imagenet", "random")
 
@@ -61,6 +65,12 @@ class VisualOptions(Section):
         480,
         "Frames are downscaled to this longer side for detection (0 = full resolution); boxes and landmarks are "
         "refined on the full-resolution frame.",
+    )
+    face_track: int = option(
+        DEFAULT_FACE_TRACK,
+        "Full MTCNN detection on every K-th sampled frame and whenever the face is lost; in between the face is "
+        "followed from the previous frame's box by O-Net (1 = detect in every frame).",
+        metavar="K",
     )
     face_size: int = option(224, cli=False)  # aligned crop, pixels
     visual_model: str = option(
@@ -94,6 +104,8 @@ class VisualOptions(Section):
                 f"--face-detect-size {self.face_detect_size} is smaller than --face-min-size {self.face_min_size}: "
                 "no face could be found (0 detects at full resolution)"
             )
+        if self.face_track < 1:
+            raise UsageError(f"--face-track must be at least 1 (1 = detect in every frame), got {self.face_track}")
         if self.face_size < 32:
             raise UsageError(f"face_size must be at least 32 pixels, got {self.face_size}")
 
@@ -140,9 +152,10 @@ class VideoExtractor(Extractor):
 
         c = config.section(VisualOptions)
         detect = f"longer side {c.face_detect_size} px" if c.face_detect_size else "full resolution"
+        track = f", tracked by O-Net between keyframes every {c.face_track} frames" if c.face_track > 1 else ""
         out = {
             "faces": f"MTCNN (facenet-pytorch) at {c.fps:g} fps, thresholds {list(c.face_thresholds)}, min face "
-            f"{c.face_min_size} px, detection at {detect}; aligned to {c.face_size}x{c.face_size}"
+            f"{c.face_min_size} px, detection at {detect}{track}; aligned to {c.face_size}x{c.face_size}"
         }
         if cls.uses_backbone:
             path = check_visual_weights(c.visual_model, c.visual_weights)
@@ -168,6 +181,7 @@ class VideoExtractor(Extractor):
     def attrs(self) -> dict[str, Any]:
         from emo.pipeline.extractors.visual_pass import describe_sampling
         from emo.pipeline.face_detection import detector_config
+        from emo.pipeline.face_tracking import tracking_config
         from emo.pipeline.models import visual_provenance
 
         c = self.config.section(VisualOptions)
@@ -176,6 +190,7 @@ class VideoExtractor(Extractor):
             "extractor_version": f"emo {emo.__version__}",
             **describe_sampling(self.config),
             "detector": detector_config(c.face_min_size, c.face_thresholds, detect_size=c.face_detect_size or None),
+            "tracking": tracking_config(c.face_track),
         }
         if self.uses_backbone:
             out["model"] = visual_provenance(c.visual_model, c.visual_weights)

@@ -1,13 +1,14 @@
-"""The visual pass of a task's clips, shared by the video extractors: sampled frames -> MTCNN -> aligned
-faces -> backbone, in bounded memory.
+"""The visual pass of a task's clips, shared by the video extractors: sampled frames -> MTCNN -> aligned faces ->
+backbone, in bounded memory.
 
-One pass per clip serves the three video tokens (``faces``, ``face``, ``summary``): faces are detected and
-aligned once, whichever of them asks first. Frames are decoded as a stream at the configured fps and go
-through detection ``FRAME_BATCH`` at a time; only what the store needs is kept (the detections, one embedding
-per found face, a running sum of the aligned crops for the summary image), so a long video never sits in
-memory. Aligned crops wait in one queue shared by all clips of the task and go through the backbone
-``embed_batch(device)`` at a time, so the tail of one clip and the head of the next share a forward pass. The
-summary images of the task (each clip's mean aligned face, seed 001) are embedded together at the end.
+One pass per clip serves the three video tokens (``faces``, ``face``, ``summary``): faces are detected (or
+tracked between keyframes, ``--face-track``) and aligned once, whichever of them asks first. Frames are
+decoded as a stream at the configured fps and go through detection ``FRAME_BATCH`` at a time; only what the
+store needs is kept (the detections, one embedding per found face, a running sum of the aligned crops for the
+summary image), so a long video never sits in memory. Aligned crops wait in one queue shared by all clips of
+the task and go through the backbone ``embed_batch(device)`` at a time, so the tail of one clip and the head
+of the next share a forward pass. The summary images of the task (each clip's mean aligned face, seed 001) are
+embedded together at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from emo.pipeline.decode import FrameStream, MediaError, MissingStream
 from emo.pipeline.extractors.base import Clip, Unavailable, worker_resource
 from emo.pipeline.extractors.faces import VisualOptions
 from emo.pipeline.face_detection import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
+from emo.pipeline.face_tracking import FaceTracker
 from emo.pipeline.models import VisualModel, load_visual_model
 from emo.pipeline.timing import add, share
 
@@ -239,7 +241,9 @@ class VisualPass:
     ) -> None:
         frames: list[np.ndarray] = []
         decoding = 0.0
-        stream = FrameStream(clip.record.path, self.config.section(VisualOptions).fps)
+        options = self.config.section(VisualOptions)
+        tracker = FaceTracker(detector, options.face_track)  # one track per clip
+        stream = FrameStream(clip.record.path, options.fps)
         clip.decoded["video"] = stream.stats
         started = perf_counter()
         try:
@@ -248,14 +252,14 @@ class VisualPass:
                 frames.append(frame)
                 acc.times.append(t)
                 if len(frames) == FRAME_BATCH:
-                    self._frames(frames, acc, detector, queue)
+                    self._frames(frames, acc, tracker, queue)
                     frames = []
                 started = perf_counter()
             decoding += perf_counter() - started
         finally:
             add(acc.timings, "decode video", decoding)
         if frames:
-            self._frames(frames, acc, detector, queue)
+            self._frames(frames, acc, tracker, queue)
         if stream.stats.errors:
             log.info(
                 "%s: %d video packets could not be decoded and were skipped (%s); %.2f s decoded",
@@ -265,10 +269,10 @@ class VisualPass:
             raise Unavailable(STATUS_FAILED, "empty video stream: no frames decoded")
 
     def _frames(
-        self, frames: list[np.ndarray], acc: _Accumulator, detector: FaceDetector, queue: _EmbedQueue | None
+        self, frames: list[np.ndarray], acc: _Accumulator, tracker: FaceTracker, queue: _EmbedQueue | None
     ) -> None:
         started = perf_counter()
-        det = detector.detect(frames)
+        det = tracker(frames)
         add(acc.timings, "face detection", perf_counter() - started)
         acc.detections.append(det)
         found = np.flatnonzero(det.found)
