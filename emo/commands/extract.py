@@ -37,6 +37,8 @@ def section_options() -> list[click.Option]:
                 kwargs["show_default"] = True
                 if "parse" in meta:  # given as text (the default shown as it is typed), parsed by the command
                     kwargs["default"] = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+                elif "choices" in meta:
+                    kwargs["type"], kwargs["default"] = click.Choice(meta["choices"]), f.default
                 elif "range" in meta:
                     kwargs["type"], kwargs["default"] = click.IntRange(*meta["range"]), f.default
                 else:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".safetensors")
+#: Backbone numerics: fp32, or bfloat16 autocast (convolutions and matmuls in bf16 with fp32 accumulation,
+#: embeddings returned as fp32).
+PRECISIONS = ("fp32", "bf16")
 RANDOM_SEED = 0
 
 
@@ -37,7 +40,7 @@ class ImagenetWeights:
 class Backbone:
     """A registry entry: the architecture (built with random init, classifier included), the attribute that
     holds its classifier (replaced by Identity to expose the pooled penultimate features), output size,
-    preprocessing, and a function locating its ImageNet weights."""
+    preprocessing, a function locating its ImageNet weights, and its default numerics."""
 
     name: str
     dim: int
@@ -49,6 +52,9 @@ class Backbone:
     imagenet: Callable[[], ImagenetWeights]
     description: str
     packages: tuple[str, ...] = field(default=())
+    #: Default numerics (``--visual-precision``): ``bf16`` where ``benchmarks/backbone_numerics.py`` found bf16
+    #: autocast to keep every embedding within cosine 0.999 of fp32, ``fp32`` elsewhere.
+    precision: str = "fp32"
 
 
 REGISTRY: dict[str, Backbone] = {}
@@ -173,6 +179,7 @@ register_backbone(
         imagenet=_resnet18_imagenet,
         description="torchvision ResNet-18, global-average-pooled output of layer4",
         packages=("torch", "torchvision"),
+        precision="bf16",  # embeddings within cosine 0.999 of fp32 (benchmarks/backbone_numerics.py)
     )
 )
 register_backbone(
@@ -188,6 +195,7 @@ register_backbone(
         description="torchvision ResNet-50 (ImageNet weights IMAGENET1K_V2, torchvision's default), "
         "global-average-pooled output of layer4",
         packages=("torch", "torchvision"),
+        precision="bf16",  # embeddings within cosine 0.999 of fp32 (benchmarks/backbone_numerics.py)
     )
 )
 register_backbone(

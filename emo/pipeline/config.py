@@ -29,15 +29,15 @@ NORMALIZE_METHODS = ("none", "peak", "rms")
 TRIM_SILENCE_DB = 30.0
 #: Fields added after stores were written, with the value that matches what those stores did: a recorded config
 #: without the field is read with this value, and a config with this value records no field, so that it keeps the
-#: hash of those stores (they were not trimmed; they detected faces in every frame).
-LEGACY_VALUES: dict[str, Any] = {"trim_silence_db": None, "face_track": 1}
+#: hash of those stores (they were not trimmed; they detected faces in every frame; their backbones ran in fp32).
+LEGACY_VALUES: dict[str, Any] = {"trim_silence_db": None, "face_track": 1, "visual_precision": "fp32"}
 
 
 def option(default: Any, help: str = "", **cli: Any) -> Any:
     """A field of a :class:`Section`: its default and how ``emo extract`` offers it (``help``; ``flag`` when the
-    option is not ``--field-name``; ``type``, ``metavar``, ``is_flag``; ``parse``, a function from the option's
-    text to the value that raises ``ValueError`` with a message; ``cli=False`` for a field set only in code,
-    such as a sha256 pinned before a run)."""
+    option is not ``--field-name``; ``type``, ``metavar``, ``is_flag``; ``choices``, the values offered;
+    ``parse``, a function from the option's text to the value that raises ``ValueError`` with a message;
+    ``cli=False`` for a field set only in code, such as a sha256 pinned before a run)."""
     return field(default=default, metadata={"help": help, **cli})
 
 

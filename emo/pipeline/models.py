@@ -25,6 +25,7 @@ import numpy as np
 
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.backbones import (
+    PRECISIONS,
     RANDOM_SEED,
     STATE_DICT_SUFFIXES,
     Backbone,
@@ -37,13 +38,19 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "PRECISIONS",
+    "PRECISION_MIN_COSINE",
     "VisualModel",
+    "check_faces",
     "check_visual_weights",
     "file_sha256",
     "load_visual_model",
     "published_sha256_prefix",
     "visual_provenance",
 ]
+
+#: bf16 is used only while it keeps every embedding of the check crops this close to fp32 (cosine).
+PRECISION_MIN_COSINE = 0.999
 
 # ---------------------------------------------------------------------------------------------------------
 # Weights
@@ -187,8 +194,12 @@ class VisualModel:
         weights_extra: dict[str, Any],
         device: str,
         batch_size: int,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown visual precision {precision!r}; choose {' or '.join(PRECISIONS)}")
         self.backbone = backbone
+        self.precision = precision
         self.name = backbone.name
         self.dim = backbone.dim
         self.input_size = backbone.input_size
@@ -210,7 +221,7 @@ class VisualModel:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of exactly what produces the embeddings (for the store's attributes)."""
-        return _provenance(self.backbone, self.weights_identity, self._weights_extra)
+        return _provenance(self.backbone, self.weights_identity, self._weights_extra, self.precision)
 
     def _prepare(self, crops: np.ndarray) -> torch.Tensor:
         import torch
@@ -239,11 +250,59 @@ class VisualModel:
 
         bs = batch_size or self.batch_size
         out = np.empty((crops.shape[0], self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        device_type = torch.device(self.device).type
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, crops.shape[0], bs):
                 feats = self._module(self._prepare(crops[start : start + bs]))
                 out[start : start + bs] = feats.reshape(feats.shape[0], -1).float().cpu().numpy()
         return out
+
+    def check_precision(self, crops: np.ndarray) -> float:
+        """The smallest cosine between this model's embeddings of ``crops`` and fp32's; raises
+        :class:`UsageError` when bf16 moves one below :data:`PRECISION_MIN_COSINE` (these weights, unlike the
+        measured ones, are not safe in bf16), so a store never holds features that bf16 changed."""
+        if self.precision == "fp32":
+            return 1.0
+        got = self.embed(crops)
+        self.precision, want = "fp32", None
+        try:
+            want = self.embed(crops)
+        finally:
+            self.precision = "bf16"
+        cosine = float(
+            ((got * want).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)).min()
+        )
+        if cosine < PRECISION_MIN_COSINE:
+            raise UsageError(
+                f"bf16 changes the embeddings of {self.name} with these weights (cosine {cosine:.5f} to fp32 on the "
+                f"check faces, below {PRECISION_MIN_COSINE}): run with --visual-precision fp32"
+            )
+        return cosine
+
+
+#: (shift x, shift y, mirrored, brightness gain) of each check face
+_CHECK_VARIANTS = (
+    (0, 0, False, 1.0), (12, -8, False, 1.0), (-10, 6, True, 1.0), (0, 10, False, 0.6),
+    (6, 0, True, 1.3), (-14, -12, False, 0.8), (8, 14, True, 1.1), (0, -4, True, 0.9),
+)  # fmt: skip
+
+
+def check_faces(size: int = 224) -> np.ndarray:
+    """Eight real face crops [8, size, size, 3] uint8 for :meth:`VisualModel.check_precision`: the astronaut's
+    face (scikit-image's photo), shifted, mirrored, darker and brighter."""
+    from PIL import Image
+
+    from emo.pipeline.synthetic import face_photo
+
+    photo = Image.fromarray(face_photo())
+    out = []
+    for dx, dy, flip, gain in _CHECK_VARIANTS:
+        crop = photo.crop((150 + dx, 40 + dy, 300 + dx, 190 + dy)).resize((size, size), Image.Resampling.BILINEAR)
+        if flip:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(np.clip(np.asarray(crop, dtype=np.float32) * gain, 0, 255).astype(np.uint8))
+    return np.stack(out)
 
 
 def _identify(
@@ -264,11 +323,17 @@ def _identify(
     return {"source": source, "file": path.name, "sha256": sha}, extra
 
 
-def _provenance(backbone: Backbone, identity: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _provenance(
+    backbone: Backbone, identity: dict[str, Any], extra: dict[str, Any], precision: str = "fp32"
+) -> dict[str, Any]:
     return {
         "model": backbone.name,
         "description": backbone.description,
         "dim": backbone.dim,
+        "numerics": "fp32"
+        if precision == "fp32"
+        else f"bfloat16 autocast (fp32 accumulation; embeddings fp32), checked at load: cosine >= "
+        f"{PRECISION_MIN_COSINE} to fp32 on check faces",
         "layer": f"penultimate: global-average-pooled features ({backbone.head!r} removed)",
         "weights": dict(identity),
         **extra,
@@ -284,12 +349,14 @@ def _provenance(backbone: Backbone, identity: dict[str, Any], extra: dict[str, A
     }
 
 
-def visual_provenance(name: str, weights: str | os.PathLike[str] = "imagenet") -> dict[str, Any]:
-    """What :meth:`VisualModel.provenance` of ``load_visual_model(name, weights)`` says, without building the
-    model (the weights file is hashed, not loaded); raises like :func:`check_visual_weights`."""
+def visual_provenance(
+    name: str, weights: str | os.PathLike[str] = "imagenet", precision: str = "fp32"
+) -> dict[str, Any]:
+    """What :meth:`VisualModel.provenance` of ``load_visual_model(name, weights, precision=...)`` says, without
+    building the model (the weights file is hashed, not loaded); raises like :func:`check_visual_weights`."""
     backbone = get_backbone(name)
     path = check_visual_weights(name, weights)
-    return _provenance(backbone, *_identify(backbone, weights, path))
+    return _provenance(backbone, *_identify(backbone, weights, path), precision)
 
 
 def _build_headless(backbone: Backbone) -> nn.Module:
@@ -309,12 +376,14 @@ def load_visual_model(
     weights: str | os.PathLike[str] = "imagenet",
     device: str = "cpu",
     batch_size: int = 32,
+    precision: str = "fp32",
 ) -> VisualModel:
     """Build backbone ``name`` with ``weights`` = ``"imagenet"``, ``"random"`` (seeded, explicit only) or a
     state-dict path (``.pth``/``.pt`` via ``torch.load(weights_only=True)``, or ``.safetensors``).
 
     Build once and reuse (one per worker). Classifier weights in the file are ignored (a fine-tuned head of
     any size is fine); every other key must match. Raises :class:`MissingModelError` if weights are missing.
+    ``precision="bf16"`` runs it in bfloat16 autocast (see :meth:`VisualModel.check_precision`).
     """
     import torch
 
@@ -337,4 +406,6 @@ def load_visual_model(
     # channels-last: the crops arrive as NHWC views already; with the weights in the same layout oneDNN runs
     # every convolution without reordering (10% faster per face on a CPU, bit-identical embeddings)
     module.eval().to(device, memory_format=torch.channels_last)
-    return VisualModel(backbone, module, identity, extra, device=str(device), batch_size=int(batch_size))
+    return VisualModel(
+        backbone, module, identity, extra, device=str(device), batch_size=int(batch_size), precision=precision
+    )

@@ -38,7 +38,7 @@ def test_a_store_written_by_e4234c1_is_resumed(tmp_path: Path) -> None:
     kw = {"specs": spec, "labels": ["a"], "dataset": {"adapter": "test"}, "software": {}, "chunk_rows": 4}
     StoreWriter.open(store, extraction=OLD, **kw).close()
     now = ExtractionConfig(visual_weights="random", fps=2.0, text_weights_sha256=OLD["config"]["text_weights_sha256"],
-                           trim_silence_db=None, face_track=1)
+                           trim_silence_db=None, face_track=1, visual_precision="fp32")
     StoreWriter.open(store, extraction={"config": now.to_dict(), "config_hash": now.hash()}, **kw).close()
 
 

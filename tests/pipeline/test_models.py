@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.backbones import RESNET18_IMAGENET_URL, RESNET50_IMAGENET_URL, available_models, get_backbone
-from emo.pipeline.models import check_visual_weights, load_visual_model
+from emo.pipeline.models import PRECISION_MIN_COSINE, check_faces, check_visual_weights, load_visual_model
 
 
 def sha256(path: Path) -> str:
@@ -187,3 +187,39 @@ def test_embed_resizes_batches_and_accepts_float_crops(crops: np.ndarray) -> Non
     assert model.embed(np.zeros((0, 224, 224, 3), np.uint8)).shape == (0, 512)
     with pytest.raises(ValueError, match="shape"):
         model.embed(crops[0])
+
+
+def test_bf16_keeps_resnet_embeddings_and_is_refused_where_it_would_not() -> None:
+    faces = check_faces()
+    fp32 = load_visual_model("resnet18", "random")
+    bf16 = load_visual_model("resnet18", "random", precision="bf16")
+    a, b = fp32.embed(faces), bf16.embed(faces)
+    assert a.dtype == b.dtype == np.float32 and not np.array_equal(a, b)  # bf16 did run
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() >= PRECISION_MIN_COSINE
+    assert bf16.check_precision(faces) == pytest.approx(cosine.min(), abs=1e-6)
+    assert bf16.precision == "bf16" and "bfloat16" in bf16.provenance()["numerics"]
+    assert fp32.provenance()["numerics"] == "fp32"
+    # EfficientNet-Lite0's ImageNet weights move in bf16 (cosine ~0.9987): the load-time check refuses them
+    with pytest.raises(UsageError, match="--visual-precision fp32"):
+        load_visual_model("efficientnet-lite0", "imagenet", precision="bf16").check_precision(faces)
+
+
+def test_visual_precision_auto_is_the_backbones_measured_choice() -> None:
+    from emo.pipeline.config import ExtractionConfig
+    from emo.pipeline.extractors.faces import VisualOptions
+
+    def precision(**kw: object) -> str:
+        return ExtractionConfig(**kw).section(VisualOptions).visual_precision
+
+    assert precision(visual_model="resnet18", visual_weights="random") == "bf16"
+    assert precision(visual_model="resnet50", visual_weights="random") == "bf16"
+    assert precision(visual_model="efficientnet-lite0") == "fp32"
+    assert precision(visual_model="resnet18", visual_weights="random", visual_precision="fp32") == "fp32"
+    with pytest.raises(UsageError, match="--visual-precision"):
+        precision(visual_precision="fp16")
+    # recorded resolved; a config recorded before the option existed reads as fp32 (what those stores ran)
+    recorded = ExtractionConfig(visual_weights="random").to_dict()
+    assert recorded["visual_precision"] == "bf16"
+    del recorded["visual_precision"]
+    assert ExtractionConfig.from_dict(recorded).section(VisualOptions).visual_precision == "fp32"

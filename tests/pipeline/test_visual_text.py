@@ -243,7 +243,8 @@ def test_summary_is_the_backbone_on_the_mean_aligned_face(av_store, av_dataset: 
     landmarks = fs.sequences("video/faces/landmarks")[i]
     frames = [frame for _, frame in iter_frames(av_dataset / "face.mp4", FPS)]
     crops = np.stack([align_face(f, lm, 224) for f, lm in zip(frames, landmarks, strict=True)])
-    model = load_visual_model("resnet18", weights)
+    model = load_visual_model("resnet18", weights, precision="bf16")  # ResNet-18's default numerics (auto)
+    assert fs.config["visual_precision"] == "bf16"
     mean = crops.mean(axis=0, dtype=np.float64).astype(np.float32)
     np.testing.assert_allclose(fs.read("video/summary")[i], model.embed(mean[None])[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fs.sequences("video/face/values")[i], model.embed(crops), rtol=1e-4, atol=1e-4)

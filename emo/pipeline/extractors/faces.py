@@ -29,6 +29,7 @@ import emo
 from emo.errors import MissingModelError, UsageError
 from emo.features_store.schema import STATUS_NO_FACE, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import align_on_grid, grid_description, pool
+from emo.pipeline.backbones import PRECISIONS, get_backbone
 from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
@@ -83,6 +84,13 @@ class VisualOptions(Section):
     )
     #: of the weights file (pinned before a run); None for "random"
     visual_weights_sha256: str | None = option(None, cli=False)
+    visual_precision: str = option(
+        "auto",
+        "Backbone numerics: fp32, bf16 (autocast; refused at load if it moves an embedding of the check faces "
+        "below cosine 0.999 to fp32) or auto (the backbone's measured choice: bf16 for the ResNets, fp32 for "
+        "EfficientNet-Lite0).",
+        choices=("auto", *PRECISIONS),
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "face_thresholds", tuple(float(t) for t in self.face_thresholds))
@@ -91,6 +99,11 @@ class VisualOptions(Section):
             # a file: recorded absolute, so that workers started elsewhere and a later `emo predict` find it
             weights = str(Path(weights).expanduser().absolute())
         object.__setattr__(self, "visual_weights", weights)
+        if self.visual_precision == "auto":  # recorded resolved: the store says which numerics made it
+            object.__setattr__(self, "visual_precision", get_backbone(self.visual_model).precision)
+        if self.visual_precision not in PRECISIONS:
+            choices = ", ".join(("auto", *PRECISIONS))
+            raise UsageError(f"--visual-precision must be one of {choices}, got {self.visual_precision!r}")
         if not self.fps > 0:
             raise UsageError(f"--fps must be positive, got {self.fps}")
         if len(self.face_thresholds) != 3 or not all(0.0 < t < 1.0 for t in self.face_thresholds):
@@ -164,7 +177,7 @@ class VideoExtractor(Extractor):
             else:
                 kind = "ImageNet weights" if c.visual_weights == "imagenet" else "weights"
                 weights = f"{kind} {path.name}, sha256 {c.visual_weights_sha256}"
-            out["visual"] = f"{c.visual_model} ({weights})"
+            out["visual"] = f"{c.visual_model} ({weights}; {c.visual_precision})"
         return out
 
     def preflight(self) -> None:
@@ -193,7 +206,7 @@ class VideoExtractor(Extractor):
             "tracking": tracking_config(c.face_track),
         }
         if self.uses_backbone:
-            out["model"] = visual_provenance(c.visual_model, c.visual_weights)
+            out["model"] = visual_provenance(c.visual_model, c.visual_weights, c.visual_precision)
         return out
 
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ from emo.pipeline.extractors.base import Clip, Unavailable, worker_resource
 from emo.pipeline.extractors.faces import VisualOptions
 from emo.pipeline.face_detection import DEFAULT_BATCH_SIZE, FaceDetections, FaceDetector, align_face
 from emo.pipeline.face_tracking import FaceTracker
-from emo.pipeline.models import VisualModel, load_visual_model
+from emo.pipeline.models import VisualModel, check_faces, load_visual_model
 from emo.pipeline.timing import add, share
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,15 @@ class VisualPass:
         """The backbone, checked against the weights identity pinned in the config."""
         c = self.config.section(VisualOptions)
         model = worker_resource(  # the pinned sha in the key: a file replaced since is loaded anew
-            ("backbone", c.visual_model, c.visual_weights, c.visual_weights_sha256, self.device),
-            lambda: load_visual_model(
-                c.visual_model, c.visual_weights, device=self.device, batch_size=embed_batch(self.device)
+            ("backbone", c.visual_model, c.visual_weights, c.visual_weights_sha256, c.visual_precision, self.device),
+            lambda: _checked(
+                load_visual_model(
+                    c.visual_model,
+                    c.visual_weights,
+                    device=self.device,
+                    batch_size=embed_batch(self.device),
+                    precision=c.visual_precision,
+                )
             ),
         )
         sha = model.weights_identity["sha256"]
@@ -318,6 +324,14 @@ class VisualPass:
             return
         for track, embedding in zip(tracks, embeddings, strict=True):
             track.summary = embedding
+
+
+def _checked(model: VisualModel) -> VisualModel:
+    """The model, once bf16 has been shown to keep its embeddings of real faces (raises otherwise)."""
+    cosine = model.check_precision(check_faces(model.input_size))
+    if model.precision != "fp32":
+        log.debug("%s in %s: cosine %.6f to fp32 on the check faces", model.name, model.precision, cosine)
+    return model
 
 
 def _media_unavailable(clip: Clip, exc: MediaError) -> Unavailable:
