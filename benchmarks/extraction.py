@@ -1,5 +1,5 @@
 """Extraction: ``emo extract`` on 1 and 2 Dask workers vs a sequential per-video loop, on the same clips, and
-``emo extract --workers 2`` with its defaults against e4234c1's settings (``--face-track 1``, fp32).
+``emo extract --workers 2`` with its defaults against e4234c1's settings (``--face-track 1 --visual-precision fp32``).
 
 The peer is the way MMSA-FET processes a dataset: one Python process walks the clips one at a time, calls the
 same extractors on each (``emo.pipeline.process.process_clip``: the same decode, MTCNN, backbone, audio
@@ -46,9 +46,9 @@ VARIANTS = (
     "sequential (1 thread)",
     "emo extract --workers 1",
     "emo extract --workers 2",
-    "emo extract --workers 2 --face-track 1",
+    "emo extract --workers 2 --face-track 1 --visual-precision fp32",
 )
-#: e4234c1's settings, run by the same code: MTCNN's full cascade on every sampled frame, fp32.
+#: e4234c1's settings, run by the same code: MTCNN's full cascade on every sampled frame, the backbone in fp32.
 OLD_SETTINGS = VARIANTS[4]
 
 
@@ -148,7 +148,8 @@ def summary(rows: list[dict]) -> list[dict]:
         measure(
             "extraction throughput",
             f"every feature, emo extract --workers 2, {clips} ({media:.1f} s of media): new defaults (--face-track "
-            f"{_default_face_track()}) {w2:.1f} s vs e4234c1's settings ({OLD_SETTINGS.split(' ', 4)[4]}, fp32) "
+            f"{_default_face_track()}, --visual-precision auto) {w2:.1f} s vs e4234c1's settings "
+            f"({OLD_SETTINGS.split(' ', 4)[4]}) "
             f"{old:.1f} s in the same run = {ratio:.2f}x",
             round(media / w2, 2),
             f"{media / w2:.2f} media-s/s ({ratio:.2f}x the old settings' {media / old:.2f})",
