@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from benchmarks.common import environment as common_environment  # noqa: E402
 from benchmarks.common import load_average  # noqa: E402
+from benchmarks.faces import box_iou  # noqa: E402
 from emo.pipeline.face_detection import FaceDetections, FaceDetector  # noqa: E402
 from emo.pipeline.face_tracking import FaceTracker  # noqa: E402
 
@@ -115,19 +116,12 @@ def benchmark_clips(n_clips: int) -> Iterator[list[np.ndarray]]:
         yield [frame for _, frame in FrameStream(path, 5.0)]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
-
-
 def compare(det: FaceDetections, ref: FaceDetections) -> tuple[int, list[float]]:
     """(frames that agree, landmark errors / reference inter-ocular distance on frames where both found a face)."""
     agree, errors = 0, []
     for i in range(len(ref)):
         if det.found[i] and ref.found[i]:
-            agree += _iou(det.boxes[i], ref.boxes[i]) >= 0.5
+            agree += box_iou(det.boxes[i], ref.boxes[i]) >= 0.5
             iod = float(np.linalg.norm(ref.landmarks[i, 1] - ref.landmarks[i, 0]))
             errors.append(float(np.linalg.norm(det.landmarks[i] - ref.landmarks[i], axis=1).mean() / iod))
         else:

@@ -101,7 +101,8 @@ def make_frames(quick: bool, seed: int = 0) -> list[Frame]:
     return frames
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -148,7 +149,7 @@ def run(quick: bool, threads: int = 1) -> list[dict]:
                 if reference is None:
                     reference = det
                 ref_face = np.flatnonzero(reference.found)
-                ious = [_iou(det.boxes[i], reference.boxes[i]) for i in ref_face if det.found[i]]
+                ious = [box_iou(det.boxes[i], reference.boxes[i]) for i in ref_face if det.found[i]]
                 nme = [_nme(det.landmarks[i], frames[i].truth) for i in np.flatnonzero(det.found & has_face)]
                 missed = [round(frames[i].face_width) for i in np.flatnonzero(has_face & ~det.found)]
                 rows.append(

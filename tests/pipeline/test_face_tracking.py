@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
+from conftest import iou
 from PIL import Image
 
 from emo.errors import UsageError
@@ -32,13 +33,6 @@ def paste(photo: np.ndarray, x: int, y: int, side: int, hw: tuple[int, int] = (4
     canvas = np.full((*hw, 3), 120, dtype=np.uint8)
     canvas[y : y + side, x : x + side] = np.asarray(Image.fromarray(photo).resize((side, side)))
     return canvas
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def assert_agrees(tracked: FaceDetections, reference: FaceDetections, landmarks: float = 0.05) -> None:

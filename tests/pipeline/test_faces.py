@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 import skimage.transform
+from conftest import iou
 from PIL import Image
 
 from emo.errors import UsageError
@@ -48,13 +49,6 @@ def place(img: np.ndarray, hw: tuple[int, int], x: int, y: int, scale: float) ->
     canvas = np.full((*hw, 3), 90, dtype=np.uint8)
     canvas[y : y + size, x : x + size] = small
     return canvas
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_finds_astronaut_face(full_res: FaceDetector, astronaut: np.ndarray) -> None:
