@@ -1,7 +1,7 @@
 """The records of Dask's that emo drops, each by its logger and its text, and why: every one is a message Dask
 logs with a traceback on a path emo has handled in order (a lost scheduler, a killed worker, a worker stopping
-after its scheduler, a Ctrl-C), where the user gets emo's own one-line account instead. Nothing broader is
-filtered."""
+after its scheduler, a Ctrl-C, a worker refusing its models with emo's own error), where the user gets emo's
+own one-line account instead. Nothing broader is filtered."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from emo.errors import EmoError
 
 #: What a Dask worker logs, with a traceback, when a heartbeat to its scheduler fails.
 HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat"
@@ -36,6 +38,21 @@ class HeartbeatAfterScheduler(logging.Filter):
         comm = getattr(stream, "comm", None)
         scheduler_gone = comm is None or comm.closed()
         return self.worker.status.name == "running" and not scheduler_gone
+
+
+class PluginSetupRefused(logging.Filter):
+    """Drops the record a worker logs when emo's extractor plugin refuses to set up with one of emo's own
+    errors (``EmoError``: weights whose bf16 embeddings move, a weights file that changed, a model that is
+    missing). Dask's ``Worker.plugin_add`` logs every exception of a plugin's ``setup`` as an ERROR with a
+    traceback before it hands the error to the client, and has no quieter way to refuse. The driver re-raises
+    that error and stops with its one line (exit 2). Only that record, and only for an ``EmoError``: any other
+    exception there is a bug, and its traceback still shows."""
+
+    SETUP_FAILED = "Worker plugin %s failed to setup"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.msg == self.SETUP_FAILED and isinstance(exc, EmoError))
 
 
 class ReconnectCancelled(logging.Filter):

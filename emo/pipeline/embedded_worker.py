@@ -14,12 +14,13 @@ import signal
 import threading
 from typing import Any
 
-from emo.pipeline.dask_records import HeartbeatAfterScheduler
+from emo.pipeline.dask_records import HeartbeatAfterScheduler, PluginSetupRefused
 
 
 def dask_setup(worker: Any) -> None:
     """Dask's preload hook: runs in the worker process's main thread as the worker starts."""
     logging.getLogger("distributed.worker").addFilter(HeartbeatAfterScheduler(worker))
+    logging.getLogger("distributed.worker").addFilter(PluginSetupRefused())
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if hasattr(signal, "pthread_sigmask"):

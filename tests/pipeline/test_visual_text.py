@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import DaskProcesses, run_emo
+from conftest import DaskProcesses, assert_quiet, run_emo
 from distributed import Client
 
 from emo.errors import UsageError
@@ -301,6 +301,20 @@ def test_missing_models_stop_the_run_before_any_work(tmp_path: Path, av_dataset:
 
 
 # --- the visual pass in this process ----------------------------------------------------------------------
+
+
+def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path, av_dataset: Path) -> None:
+    """EfficientNet-Lite0's ImageNet weights move in bf16: the embedded worker's plugin refuses them with emo's
+    error, which the user reads once, without the traceback Dask's worker logs for a failed plugin."""
+    out = tmp_path / "bf16.zarr"
+    proc = run_emo(
+        "extract", str(av_dataset), "-o", str(out), "--workers", "1", "-q",
+        "--visual-model", "efficientnet-lite0", "--visual-weights", "imagenet", "--visual-precision", "bf16",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("emo: error: bf16 changes the embeddings of efficientnet-lite0") == 1, proc.stderr
+    assert_quiet(proc.stderr)
+    assert len(FeatureStore.open(out).clips()) == 0  # the store opens, empty
 
 
 def test_frames_stream_through_in_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
