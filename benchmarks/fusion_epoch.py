@@ -10,9 +10,10 @@ text/tokens); the heads that convolve the clip's own frames (speech-cnn, audio-o
 frames; cross-tucker's 2-D mel CNN on the frames resampled to 256) read a store with 300 mel frames per clip
 (3 s, ``benchmarks/stores.frames_store``). An epoch is the time between two of the
 trainer's epoch callbacks; the first epoch (which also pays standardisation and head construction) is left
-out and the median of the others reported. torch uses its default threads (every core).
+out and the median of the others reported. torch uses its default threads (every core). ``--device cuda``
+trains on the GPU instead (``benchmarks/gpu.py`` runs it there); the default is the CPU.
 
-    .venv/bin/python benchmarks/fusion_epoch.py [--quick]
+    .venv/bin/python benchmarks/fusion_epoch.py [--quick] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ TARGET_HEAD = "attention"
 TARGET_S = 0.5
 
 
-def time_head(fs, method: str, epochs: int) -> dict:
+def time_head(fs, method: str, epochs: int, device: str = "cpu") -> dict:
     import torch
 
     from emo.fusion.splits import Split
@@ -47,7 +48,9 @@ def time_head(fs, method: str, epochs: int) -> dict:
 
     #: heads defined on fewer modalities than the store has (speech-cnn: audio only; seed 003: audio-video)
     modalities = {"speech-cnn": ("audio",), "cross-tucker": ("audio", "video")}.get(method)
-    config = TrainConfig(method=method, modalities=modalities, epochs=epochs, patience=epochs + 1, seeds=1)
+    config = TrainConfig(
+        method=method, modalities=modalities, epochs=epochs, patience=epochs + 1, seeds=1, device=device
+    )
     started = time.perf_counter()
     data = prepare_data(fs, config)
     load_s = time.perf_counter() - started
@@ -59,7 +62,7 @@ def time_head(fs, method: str, epochs: int) -> dict:
         split,
         config,
         seed=0,
-        device=torch.device("cpu"),
+        device=torch.device(device),
         on_epoch=lambda e, m: stamps.append(time.perf_counter()),
     )
     epochs_s = np.diff(stamps)[1:].tolist()  # stamps[0] -> first callback includes set-up: left out
@@ -75,10 +78,11 @@ def time_head(fs, method: str, epochs: int) -> dict:
         "epoch_s": spread(epochs_s),
         "epochs_timed": len(epochs_s),
         "torch_threads": torch.get_num_threads(),
+        "device": device,
     }
 
 
-def run(quick: bool, methods: list[str] | None = None, clips: int | None = None) -> list[dict]:
+def run(quick: bool, methods: list[str] | None = None, clips: int | None = None, device: str = "cpu") -> list[dict]:
     from emo.features_store import FeatureStore
     from emo.fusion.heads import HEADS, input_kinds
 
@@ -89,7 +93,7 @@ def run(quick: bool, methods: list[str] | None = None, clips: int | None = None)
     for method in methods or list(HEADS):
         reads_frames = any(k.startswith("frames") for k in input_kinds(method, {}).values())
         store = FeatureStore.open(str(frames_store(n_clips))) if reads_frames else fs
-        row = time_head(store, method, epochs)
+        row = time_head(store, method, epochs, device)
         log(f"fusion_epoch: {method}: {row['epoch_s']['median']:.2f} s/epoch")
         rows.append(row)
     return rows
@@ -106,8 +110,8 @@ def summary(rows: list[dict]) -> list[dict]:
         measure(
             "fusion epoch (attention head)",
             f"emo's trainer, {target['train_clips']:,} cached clips (pooled audio/video/text) + "
-            f"{target['val_clips']:,}-clip validation pass, batch 64, CPU, median of {target['epochs_timed']} "
-            f"epochs; other heads (s/epoch): {others}",
+            f"{target['val_clips']:,}-clip validation pass, batch 64, {_device_name(target)}, median of "
+            f"{target['epochs_timed']} epochs; other heads (s/epoch): {others}",
             round(s, 3),
             f"{s:.2f} s",
             f"< {TARGET_S} s",
@@ -116,13 +120,19 @@ def summary(rows: list[dict]) -> list[dict]:
     ]
 
 
+def _device_name(row: dict) -> str:
+    """How the table names where a head trained: "CPU" (rows of older runs have no device) or "CUDA"."""
+    return row.get("device", "cpu").upper()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--methods", help="comma-separated heads (default: all)")
     parser.add_argument("--clips", type=int, help="clips in the store (default 10,000)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the heads train")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.methods.split(",") if args.methods else None, args.clips)
+    rows = run(args.quick, args.methods.split(",") if args.methods else None, args.clips, args.device)
     print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
 
 
