@@ -166,3 +166,15 @@ def test_the_budget_kills_the_child_processes_when_it_runs_out() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     rc, seconds = proc.stdout.split()
     assert int(rc) == -9 and int(seconds) < 30, proc.stderr
+
+
+def test_the_carry_is_pinned_and_covers_every_import_of_emo() -> None:
+    """A new third-party import in emo (or in the benchmarks gpu.py runs) must be carried, be in the GPU image,
+    or be named as not needed there (benchmarks/gpu_carry.py), so the GPU check keeps running."""
+    from benchmarks import gpu_carry
+
+    wanted = gpu_carry.pins()  # every carried package has its version in requirements/lock.txt
+    assert not set(map(gpu_carry.canonical, gpu_carry.NEVER)) & set(wanted)
+    wheels = [Path(f"{n.replace('-', '_')}-{v}-py3-none-any.whl") for n, v in wanted.items()]  # as wheels are named
+    lines, problems = gpu_carry.imports_problems(wheels)
+    assert problems == [] and lines
