@@ -1,5 +1,6 @@
-"""The GPU check of issue 22: extraction, face and fusion benchmarks on a CUDA device in one run of under 8
-minutes, with the GPU's name, utilisation and memory sampled while it runs. Prints the same Markdown table as
+"""The GPU check of issue 22: the extraction, face and fusion benchmarks on a CUDA GPU in under 8 minutes.
+
+The GPU's name, utilisation and memory are sampled while it runs. It prints the same Markdown table as
 ``benchmarks/run.py`` and writes a JSON report (``gpu-<time>.json`` under ``--output``, default
 ``benchmarks/results/``).
 
@@ -27,10 +28,11 @@ nothing. Steps, in this order, all under one budget (``--budget-s``, default 450
    emo's path (ms/frame, agreement);
 5. fusion: the other heads, then the two that read a store of mel frames (built first).
 
-A step starts only when the budget has about the time it needs left; otherwise it is skipped, and when the
-budget runs out the step running is stopped (its child processes are killed). Either way the table and the
-JSON say which step and why. GPU utilisation and memory (the whole device, every process) are sampled every
-0.5 s through NVML (``pynvml``, from nvidia-ml-py) or ``nvidia-smi``, overall and per step.
+A step starts only when the budget has about the time it needs left; otherwise it is skipped. When the budget
+runs out, an extraction running is stopped (its processes are killed; a step inside this process, fusion or
+faces, finishes) and the rest is skipped. Either way the table and the JSON say which step and why. GPU
+utilisation and memory (the whole device, every process) are sampled every 0.5 s through NVML (``pynvml``, from
+nvidia-ml-py) or ``nvidia-smi``, overall and per step.
 
 Nothing comes from the network: ResNet-18 with random weights (as the extraction benchmark), MTCNN's weights
 from facenet-pytorch's wheel, and a text encoder with all-MiniLM-L6-v2's architecture and tokenizer and random
