@@ -22,6 +22,7 @@ from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.decode import MediaError, MissingStream, decode_audio, probe, sha256_file
 from emo.pipeline.extractors import Clip, Extractor, Unavailable
+from emo.pipeline.heap import release_free_memory
 from emo.pipeline.timing import add, share, take_pending
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ def process_clips(
                 _run("audio", [job], by_modality["audio"])
                 job.clip.audio = None  # free it before the next clip
                 job.clip.cache.clear()
+                release_free_memory()
     if "video" in by_modality:
         _run("video", readable, by_modality["video"])
+        release_free_memory()
     if "text" in by_modality:
         _run("text", jobs, by_modality["text"])
     return [job.result() for job in jobs]

@@ -38,6 +38,7 @@ from emo.pipeline.dask_records import InterruptedSync, RecomputedResult, Reconne
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.devices import GPU_RESOURCE, DevicePlan, resolve_device
 from emo.pipeline.extractors import Extractor, build_extractors
+from emo.pipeline.heap import release_free_memory
 from emo.pipeline.process import failure_result, process_clips
 from emo.pipeline.timing import record_pending
 
@@ -77,10 +78,11 @@ class ExtractorSetup(WorkerPlugin):
         if self.plan.gpu_resource and not worker.state.total_resources.get(GPU_RESOURCE):
             return
         worker_extractors(self.config, self.plan.device)
+        gc.collect()
+        release_free_memory()  # the models' warm-up passes freed their activations
         # A worker process's models and libraries live as long as it does: keep them out of every later garbage
         # collection (each would walk their millions of objects) and out of the one at exit (the worker then
         # stops in 0.5 s, not 2 s). Only here, in a process Dask dedicates to the work, never in a user's.
-        gc.collect()
         gc.freeze()
 
 
@@ -108,7 +110,9 @@ def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig, devic
     worker = get_worker()
     worker.log_event(STARTED_TOPIC, worker.get_current_task())
     extractors = worker_extractors(config, device)
-    return TaskResult(worker=str(worker.name), results=process_clips(records, extractors, config))
+    results = process_clips(records, extractors, config)
+    release_free_memory()  # what the clips' decoding and forward passes freed, before the next task
+    return TaskResult(worker=str(worker.name), results=results)
 
 
 def default_workers() -> int:

@@ -1,0 +1,31 @@
+"""Giving the heap memory a worker has freed back to the operating system (glibc's ``malloc_trim``).
+
+emo's workers keep glibc's adaptive allocator (``runner.dask_client``): large tensors are then served from the
+heap instead of fresh mappings, which is faster, but glibc keeps what they freed. After loading the models
+(whose warm-up passes leave ~100 MB of freed activations) and after each task, a worker hands that memory back,
+so the resident memory of a long run stays what the models and the clip in hand need.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import platform
+from collections.abc import Callable
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None  # musl, macOS and Windows allocators have no such call (and return memory by themselves)
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the OS; False where the C library cannot (nothing happens then)."""
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
