@@ -39,7 +39,7 @@ TARGET_HEAD = "attention"
 TARGET_S = 0.5
 
 
-def time_head(fs, method: str, epochs: int, device: str = "cpu") -> dict:
+def time_head(fs, method: str, epochs: int, device: str = "cpu", precision: str = "fp32") -> dict:
     import torch
 
     from emo.fusion.splits import Split
@@ -49,7 +49,13 @@ def time_head(fs, method: str, epochs: int, device: str = "cpu") -> dict:
     #: heads defined on fewer modalities than the store has (speech-cnn: audio only; seed 003: audio-video)
     modalities = {"speech-cnn": ("audio",), "cross-tucker": ("audio", "video")}.get(method)
     config = TrainConfig(
-        method=method, modalities=modalities, epochs=epochs, patience=epochs + 1, seeds=1, device=device
+        method=method,
+        modalities=modalities,
+        epochs=epochs,
+        patience=epochs + 1,
+        seeds=1,
+        device=device,
+        precision=precision,
     )
     started = time.perf_counter()
     data = prepare_data(fs, config)
@@ -79,10 +85,19 @@ def time_head(fs, method: str, epochs: int, device: str = "cpu") -> dict:
         "epochs_timed": len(epochs_s),
         "torch_threads": torch.get_num_threads(),
         "device": device,
+        "precision": precision,
     }
 
 
-def run(quick: bool, methods: list[str] | None = None, clips: int | None = None, device: str = "cpu") -> list[dict]:
+def run(
+    quick: bool,
+    methods: list[str] | None = None,
+    clips: int | None = None,
+    device: str = "cpu",
+    precisions: tuple[str, ...] = ("fp32",),
+) -> list[dict]:
+    """Rows per head and training precision (``emo fuse --precision``), the precisions of a head one after the
+    other so that they meet the same machine."""
     from emo.features_store import FeatureStore
     from emo.fusion.heads import HEADS, input_kinds
 
@@ -93,15 +108,21 @@ def run(quick: bool, methods: list[str] | None = None, clips: int | None = None,
     for method in methods or list(HEADS):
         reads_frames = any(k.startswith("frames") for k in input_kinds(method, {}).values())
         store = FeatureStore.open(str(frames_store(n_clips))) if reads_frames else fs
-        row = time_head(store, method, epochs, device)
-        log(f"fusion_epoch: {method}: {row['epoch_s']['median']:.2f} s/epoch")
-        rows.append(row)
+        for precision in precisions:
+            row = time_head(store, method, epochs, device, precision)
+            log(f"fusion_epoch: {method} ({precision}): {row['epoch_s']['median']:.2f} s/epoch")
+            rows.append(row)
     return rows
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    by = {r["method"]: r for r in rows}
+    by = {r["method"]: r for r in rows if r.get("precision", "fp32") == "fp32"}
     others = ", ".join(f"{m} {r['epoch_s']['median']:.2f}" for m, r in by.items() if m != TARGET_HEAD)
+    bf16 = [r for r in rows if r.get("precision") == "bf16"]
+    if bf16:
+        others += "; with --precision bf16: " + ", ".join(
+            f"{r['method']} {r['epoch_s']['median']:.2f}" for r in bf16
+        )
     target = by.get(TARGET_HEAD)
     if target is None:
         return []
@@ -131,8 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", help="comma-separated heads (default: all)")
     parser.add_argument("--clips", type=int, help="clips in the store (default 10,000)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the heads train")
+    parser.add_argument(
+        "--precision", default="fp32", help="comma-separated training precisions among fp32, bf16 (each head in each)"
+    )
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.methods.split(",") if args.methods else None, args.clips, args.device)
+    methods = args.methods.split(",") if args.methods else None
+    rows = run(args.quick, methods, args.clips, args.device, tuple(args.precision.split(",")))
     print(json.dumps({"rows": rows, "measures": summary(rows)}, indent=2))
 
 

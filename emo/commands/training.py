@@ -71,6 +71,9 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      "the training split's statistics only; auto: speaker when the split holds speakers out."),
         click.option("--class-weights", is_flag=True, help="Class-weighted cross-entropy (inverse frequency)."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                     help="Training steps in fp32, or under bfloat16 autocast (1.3-1.8x faster sequence heads on "
+                     "CPUs with AMX and on GPUs; weights, optimiser, loss and evaluation stay fp32)."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
                      help="Head hyper-parameter, e.g. n=250, audio_encoder=speech-cnn (repeatable)."),
         click.option("--label-from", default="label", show_default=True, metavar="label|metadata:KEY",
@@ -101,8 +104,8 @@ _CONFIG_FIELDS = {
     "method": "method", "modalities": "modalities", "features": "features", "selector": "selector",
     "split": "split", "folds": "folds", "seeds": "seeds", "seed": "seed", "epochs": "epochs",
     "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay", "patience": "patience",
-    "class_weights": "class_weights", "device": "device", "hparam": "hparams", "ae_params": "autoencoder",
-    "cnn_params": "mfcc_cnn",
+    "class_weights": "class_weights", "device": "device", "precision": "precision", "hparam": "hparams",
+    "ae_params": "autoencoder", "cnn_params": "mfcc_cnn",
     "label_from": "label_from", "map_labels": "map_labels", "classes": "classes", "lr_schedule": "lr_schedule",
     "val_fraction": "val_fraction", "metric_average": "metrics", "standardize": "standardize",
 }
@@ -149,6 +152,7 @@ def _plain_config(method: str, kw: dict[str, Any], parse_mapping: Any, parse_sel
         patience=kw["patience"],
         class_weights=kw["class_weights"],
         device=kw["device"],
+        precision=kw["precision"],
         hparams=parse_hparams(kw["hparam"]),
         permutation_test=kw.get("permutation_test", 0),
         autoencoder=parse_hparams(kw["ae_params"]),

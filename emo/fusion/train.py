@@ -230,6 +230,9 @@ def run_once(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: factor(step, config.epochs * steps_per_epoch)
     )
+    # --precision bf16: the steps' products in bfloat16 (AMX on recent x86 CPUs, tensor cores on GPUs), the
+    # parameters, their gradients, Adam's state and the loss in fp32; evaluation below runs in fp32 throughout
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_ua": []}
     best = (np.inf, 0, copy.deepcopy(head.state_dict()))
     for epoch in range(1, config.epochs + 1):
@@ -237,8 +240,9 @@ def run_once(
         total, seen = 0.0, 0
         for idx in _batches(split.train, config.batch_size, rng, dialogues, data.utterance_idx):
             index = torch.from_numpy(idx).to(device)
-            logits, _ = _forward(head, prep, idx, dialogues, device, index)
-            loss = criterion(logits, y.index_select(0, index))
+            with autocast:
+                logits, _ = _forward(head, prep, idx, dialogues, device, index)
+            loss = criterion(logits.float(), y.index_select(0, index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -17,6 +17,9 @@ from emo.fusion.normalize import resolve_standardize
 from emo.fusion.preprocessing import JOINT
 from emo.fusion.selection import SELECTORS
 
+#: numerics of the training steps (``--precision``)
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -37,6 +40,9 @@ class TrainConfig:
     patience: int = 15
     class_weights: bool = False
     device: str = "cpu"
+    #: numerics of the training steps: "fp32", or "bf16" (forward and backward under bfloat16 autocast; weights,
+    #: optimiser, loss and every evaluation stay fp32)
+    precision: str = "fp32"
     hparams: dict[str, Any] = field(default_factory=dict)
     permutation_test: int = 0  # label permutations of the reference split (leakage check); 0 = none
     autoencoder: dict[str, Any] = field(default_factory=dict)  # AutoencoderConfig overrides for audio/ae
@@ -75,6 +81,8 @@ class TrainConfig:
                 )
         lr_schedule(self.lr_schedule)  # validates
         resolve_standardize(self.standardize, "")  # validates
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.metrics not in ("macro", "weighted"):
             raise UsageError(f"--metrics must be macro or weighted, got {self.metrics!r}")
         if self.val_fraction is not None and not 0.0 <= self.val_fraction < 0.5:

@@ -196,6 +196,17 @@ def test_training_is_deterministic_and_standardisation_sees_only_train(store: Pa
     np.testing.assert_allclose(mean, train_values.mean(0), rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_training_steps_learn_like_fp32(store: Path) -> None:
+    fp32 = train(store, quick("bilstm", epochs=5))
+    bf16 = train(store, quick("bilstm", epochs=5, precision="bf16"))
+    losses = fp32.reference.history["train_loss"], bf16.reference.history["train_loss"]
+    assert losses[0] != losses[1]  # the steps did run in bfloat16
+    np.testing.assert_allclose(losses[1], losses[0], rtol=0.1)  # the same training, to bfloat16's rounding
+    assert bf16.summary["accuracy"]["mean"] > 0.5  # chance is 1/3
+    with pytest.raises(UsageError, match="--precision must be one of fp32, bf16"):
+        quick("bilstm", precision="fp16")
+
+
 def test_every_sequence_and_vector_head_trains_on_a_store(store: Path) -> None:
     # without --modalities each method fuses what its paper fuses: seed 001's heads and seed 003's cross-tucker
     # audio and video, seed 000's and seed 002's all three (the store has text too)
@@ -246,10 +257,13 @@ def test_fuse_and_compare_cli(store: Path, tmp_path: Path) -> None:
         "--json",
         "--hparam",
         "n=32",
+        "--precision",
+        "bf16",
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["ua"]["mean"] > 0.6
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hparams"]["n"] == 32
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["precision"] == "bf16"
     bad = run_emo("fuse", "--store", str(store), "--method", "transformer", "-o", str(tmp_path / "x"))
     # the choices come from the head registry: the message names the value and every method
     assert bad.returncode == 2 and "'transformer' is not one of" in bad.stderr and "'attention'" in bad.stderr
