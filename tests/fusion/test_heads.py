@@ -350,3 +350,25 @@ def test_dialogue_bigru_uses_context_within_a_dialogue_only() -> None:
         skipped = enc(x, present, dialogue)
         compact = enc(x[[0, 3]], torch.ones(2, dtype=torch.bool), torch.tensor([5, 5]))
         torch.testing.assert_close(skipped[[0, 3]], compact, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case_id", IDS)
+def test_bf16_autocast_step_matches_fp32(case_id: str) -> None:
+    """``emo fuse --precision bf16``: a training step under CPU bfloat16 autocast gives every head the logits and
+    gradients of fp32, to bfloat16's rounding (the attention layers run their kernel in fp32 there)."""
+    head, kind = build(case_id)
+    head.train()
+    xs, masks, y, dialogue = make_data(kind, 64, seed=3)
+    outs, grads = [], []
+    for bf16 in (False, True):
+        torch.manual_seed(0)  # the same dropout masks
+        head.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = run(head, xs, masks, dialogue)
+        torch.nn.functional.cross_entropy(logits.float(), y).backward()
+        outs.append(logits.detach().float())
+        grads.append(torch.cat([p.grad.flatten() for p in head.parameters() if p.grad is not None]))
+    assert not torch.equal(outs[0], outs[1])  # the step did run in bfloat16
+    torch.testing.assert_close(outs[1], outs[0], rtol=0.05, atol=0.05)
+    cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert torch.isfinite(grads[1]).all() and cosine > 0.99, cosine

@@ -238,7 +238,13 @@ class MaskedMultiheadAttention(nn.Module):
             valid = key_mask.any(1)
             mask = (key_mask | ~valid[:, None])[:, None, None, :]
             p = self.dropout.p if self.training else 0.0
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+                # --precision bf16: torch's CPU flash-attention backward is ~5x slower in bfloat16 than in float32
+                # (README Performance), so the attention itself runs in float32 and the projections around it in bf16
+                with torch.autocast("cpu", enabled=False):
+                    heads = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=p)
+            else:
+                heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             out = (heads * valid[:, None, None, None].to(heads.dtype)).transpose(1, 2).reshape(n, tq, -1)
             return self.o(out), None
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)
