@@ -73,8 +73,8 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                      help="Training steps in fp32, or under bfloat16 autocast (weights, optimiser, loss and "
-                     "evaluation stay fp32): on a CPU with AMX the sequence heads train 1.4-1.6x faster, the vector "
-                     "heads are not faster (README, Performance)."),
+                     "evaluation stay fp32): on a CPU with AMX bilstm, bilstm-sa, hierarchical, cnn and speech-cnn "
+                     "train 1.4-1.6x faster, the vector heads are not faster (README, Performance)."),
         click.option("--hparam", multiple=True, metavar="KEY=VALUE",
                      help="Head hyper-parameter, e.g. n=250, audio_encoder=speech-cnn (repeatable)."),
         click.option("--label-from", default="label", show_default=True, metavar="label|metadata:KEY",
