@@ -300,9 +300,6 @@ def test_missing_models_stop_the_run_before_any_work(tmp_path: Path, av_dataset:
     assert not (tmp_path / "t.zarr").exists()
 
 
-# --- the visual pass in this process ----------------------------------------------------------------------
-
-
 def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path, av_dataset: Path) -> None:
     """EfficientNet-Lite0's ImageNet weights move in bf16: the embedded worker's plugin refuses them with emo's
     error, which the user reads once, without the traceback Dask's worker logs for a failed plugin."""
@@ -315,6 +312,9 @@ def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path,
     assert proc.stderr.count("emo: error: bf16 changes the embeddings of efficientnet-lite0") == 1, proc.stderr
     assert_quiet(proc.stderr)
     assert len(FeatureStore.open(out).clips()) == 0  # the store opens, empty
+
+
+# --- the visual pass in this process ----------------------------------------------------------------------
 
 
 def test_frames_stream_through_in_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
