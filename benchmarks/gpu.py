@@ -181,18 +181,21 @@ class GpuSampler:
         read()
         self.backend, self._read = "nvidia-smi", read
 
+    def sample(self) -> None:
+        """Take one reading now (``start`` takes one every ``SAMPLE_S``); a failed read is one sample less."""
+        try:
+            util, used = self._read()
+        except Exception:  # noqa: BLE001
+            return
+        self.samples.append((time.monotonic(), util, used))
+
     def start(self) -> None:
         if self._read is None:
             return
 
         def loop() -> None:
             while not self._stop.is_set():
-                try:
-                    util, used = self._read()
-                except Exception:  # noqa: BLE001 - one failed read is one sample less
-                    pass
-                else:
-                    self.samples.append((time.monotonic(), util, used))
+                self.sample()
                 self._stop.wait(SAMPLE_S)
 
         self._thread = threading.Thread(target=loop, name="gpu-sampler", daemon=True)

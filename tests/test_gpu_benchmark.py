@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -119,11 +118,8 @@ def test_sampler_reads_nvidia_smi_without_pynvml(tmp_path: Path, monkeypatch: py
     sampler = gpu.GpuSampler()
     assert sampler.backend == "nvidia-smi"
     assert sampler.info == {"name": "NVIDIA H100 80GB HBM3", "driver": "570.86.15", "memory_total_bytes": 81559 << 20}
-    sampler.start()
-    deadline = time.monotonic() + 30
-    while len(sampler.samples) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    sampler.stop()
+    sampler.sample()
+    sampler.sample()
     window = sampler.window()
     assert window is not None and window["samples"] >= 2
     assert window["utilisation_mean_pct"] == 37.0 and window["memory_peak_bytes"] == 2048 << 20
@@ -159,13 +155,12 @@ def test_a_step_over_the_budget_is_skipped_and_a_broken_one_reported(tmp_path: P
 def test_the_budget_kills_the_child_processes_when_it_runs_out() -> None:
     # in a process of its own: the budget kills every child of the process it runs in
     code = (
-        "import subprocess, time\nfrom benchmarks.gpu import Budget\nb = Budget(1.0)\nt = time.monotonic()\n"
-        "rc = subprocess.Popen(['sleep', '60']).wait()\nprint(rc, round(time.monotonic() - t))"
+        "import subprocess\nfrom benchmarks.gpu import Budget\nb = Budget(1.0)\n"
+        "print(subprocess.Popen(['sleep', '60']).wait())"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    rc, seconds = proc.stdout.split()
-    assert int(rc) == -9 and int(seconds) < 30, proc.stderr
+    assert int(proc.stdout) == -9, proc.stderr  # SIGKILL from the budget: `sleep 60` would have ended with 0
 
 
 def test_the_carry_is_pinned_and_covers_every_import_of_emo() -> None:

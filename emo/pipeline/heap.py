@@ -2,10 +2,11 @@
 
 emo's workers keep glibc's adaptive allocator (``runner.dask_client``): large tensors are then served from the
 heap instead of fresh mappings, which is faster, but glibc keeps what they freed. After loading the models
-(whose warm-up passes leave ~100 MB of freed activations), after each clip's audio, after the video pass and
-after each task, a worker hands that memory back, so that what the audio stage freed is not still held while
-the video stage peaks. A few calls per clip: trimming once per batch of frames was slower (every batch then
-faults its pages in again; README, Performance).
+(whose warm-up passes leave ~100 MB of freed activations), after each clip's audio and after the video pass
+(``process.process_clips``), a worker hands that memory back, so that what the audio stage freed is not still
+held while the video stage peaks, nor the video stage's while the driver receives the results. A few calls per
+clip: trimming once per batch of frames was slower (every batch then faults its pages in again; README,
+Performance).
 """
 
 from __future__ import annotations

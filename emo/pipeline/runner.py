@@ -110,9 +110,7 @@ def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig, devic
     worker = get_worker()
     worker.log_event(STARTED_TOPIC, worker.get_current_task())
     extractors = worker_extractors(config, device)
-    results = process_clips(records, extractors, config)
-    release_free_memory()  # what the clips' decoding and forward passes freed, before the next task
-    return TaskResult(worker=str(worker.name), results=results)
+    return TaskResult(worker=str(worker.name), results=process_clips(records, extractors, config))
 
 
 def default_workers() -> int:
