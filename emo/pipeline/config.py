@@ -29,8 +29,14 @@ NORMALIZE_METHODS = ("none", "peak", "rms")
 TRIM_SILENCE_DB = 30.0
 #: Fields added after stores were written, with the value that matches what those stores did: a recorded config
 #: without the field is read with this value, and a config with this value records no field, so that it keeps the
-#: hash of those stores (they were not trimmed; they detected faces in every frame; their backbones ran in fp32).
-LEGACY_VALUES: dict[str, Any] = {"trim_silence_db": None, "face_track": 1, "visual_precision": "fp32"}
+#: hash of those stores (they were not trimmed; they detected faces in every frame; their backbones ran in fp32, in
+#: torch).
+LEGACY_VALUES: dict[str, Any] = {
+    "trim_silence_db": None,
+    "face_track": 1,
+    "visual_precision": "fp32",
+    "visual_runtime": "torch",
+}
 
 
 def option(default: Any, help: str = "", **cli: Any) -> Any:

@@ -27,6 +27,7 @@ from emo.errors import MissingModelError, UsageError
 from emo.pipeline.backbones import (
     PRECISIONS,
     RANDOM_SEED,
+    RUNTIMES,
     STATE_DICT_SUFFIXES,
     Backbone,
     get_backbone,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRECISIONS",
     "PRECISION_MIN_COSINE",
+    "RUNTIMES",
     "VisualModel",
     "check_faces",
     "check_visual_weights",
@@ -49,7 +51,8 @@ __all__ = [
     "visual_provenance",
 ]
 
-#: bf16 is used only while it keeps every embedding of the check crops this close to fp32 (cosine).
+#: bf16 and ONNX Runtime are used only while they keep every embedding of the check crops this close to torch's
+#: fp32 (cosine).
 PRECISION_MIN_COSINE = 0.999
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,11 +198,20 @@ class VisualModel:
         device: str,
         batch_size: int,
         precision: str = "fp32",
+        runtime: str = "torch",
     ) -> None:
         if precision not in PRECISIONS:
             raise UsageError(f"unknown visual precision {precision!r}; choose {' or '.join(PRECISIONS)}")
+        if runtime not in RUNTIMES:
+            raise UsageError(f"unknown visual runtime {runtime!r}; choose {' or '.join(RUNTIMES)}")
+        if runtime == "onnxruntime" and precision != "fp32":
+            raise UsageError("--visual-runtime onnxruntime runs the backbone in fp32: use --visual-precision fp32")
+        import torch
+
         self.backbone = backbone
         self.precision = precision
+        #: what runs it here: ONNX Runtime only on a CPU (on a GPU, torch)
+        self.runtime = runtime if torch.device(device).type == "cpu" else "torch"
         self.name = backbone.name
         self.dim = backbone.dim
         self.input_size = backbone.input_size
@@ -210,8 +222,11 @@ class VisualModel:
         self.batch_size = batch_size
         self._module = module
         self._weights_extra = weights_extra
-        import torch
+        self._onnx = None
+        if self.runtime == "onnxruntime":
+            from emo.pipeline.onnx_backbone import OnnxBackbone
 
+            self._onnx = OnnxBackbone(module, backbone.input_size)
         self._mean_t = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self._std_t = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
@@ -221,7 +236,7 @@ class VisualModel:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-able description of exactly what produces the embeddings (for the store's attributes)."""
-        return _provenance(self.backbone, self.weights_identity, self._weights_extra, self.precision)
+        return _provenance(self.backbone, self.weights_identity, self._weights_extra, self.precision, self.runtime)
 
     def _prepare(self, crops: np.ndarray) -> torch.Tensor:
         import torch
@@ -246,37 +261,41 @@ class VisualModel:
             raise ValueError(f"crops must have shape [B, H, W, 3], got {crops.shape}")
         if crops.dtype != np.uint8 and not np.issubdtype(crops.dtype, np.floating):
             raise ValueError(f"crops must be uint8 or float (0-255), got {crops.dtype}")
+        return self._embed(crops, batch_size or self.batch_size, self.precision == "bf16", self._onnx is not None)
+
+    def _embed(self, crops: np.ndarray, bs: int, bf16: bool, onnx: bool) -> np.ndarray:
         import torch
 
-        bs = batch_size or self.batch_size
         out = np.empty((crops.shape[0], self.dim), dtype=np.float32)
         device_type = torch.device(self.device).type
-        bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, crops.shape[0], bs):
-                feats = self._module(self._prepare(crops[start : start + bs]))
-                out[start : start + bs] = feats.reshape(feats.shape[0], -1).float().cpu().numpy()
+                x = self._prepare(crops[start : start + bs])
+                if onnx:
+                    out[start : start + bs] = self._onnx(x.numpy()).reshape(x.shape[0], -1)
+                else:
+                    feats = self._module(x)
+                    out[start : start + bs] = feats.reshape(feats.shape[0], -1).float().cpu().numpy()
         return out
 
-    def check_precision(self, crops: np.ndarray) -> float:
-        """The smallest cosine between this model's embeddings of ``crops`` and fp32's; raises
-        :class:`UsageError` when bf16 moves one below :data:`PRECISION_MIN_COSINE` (these weights, unlike the
-        measured ones, are not safe in bf16), so a store never holds features that bf16 changed."""
-        if self.precision == "fp32":
+    def check_numerics(self, crops: np.ndarray) -> float:
+        """The smallest cosine between this model's embeddings of ``crops`` and torch's fp32 ones; raises
+        :class:`UsageError` when bf16 or ONNX Runtime moves one below :data:`PRECISION_MIN_COSINE` (these weights,
+        unlike the measured ones, are not safe there), so a store never holds features that the numerics changed."""
+        if self.precision == "fp32" and self._onnx is None:
             return 1.0
+        crops = np.asarray(crops)
         got = self.embed(crops)
-        self.precision, want = "fp32", None
-        try:
-            want = self.embed(crops)
-        finally:
-            self.precision = "bf16"
+        want = self._embed(crops, self.batch_size, bf16=False, onnx=False)
         cosine = float(
             ((got * want).sum(1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)).min()
         )
         if cosine < PRECISION_MIN_COSINE:
+            onnx = self._onnx is not None
+            what, fix = ("ONNX Runtime", "--visual-runtime torch") if onnx else ("bf16", "--visual-precision fp32")
             raise UsageError(
-                f"bf16 changes the embeddings of {self.name} with these weights (cosine {cosine:.5f} to fp32 on the "
-                f"check faces, below {PRECISION_MIN_COSINE}): run with --visual-precision fp32"
+                f"{what} changes the embeddings of {self.name} with these weights (cosine {cosine:.5f} to fp32 on the "
+                f"check faces, below {PRECISION_MIN_COSINE}): run with {fix}"
             )
         return cosine
 
@@ -289,7 +308,7 @@ _CHECK_VARIANTS = (
 
 
 def check_faces(size: int = 224) -> np.ndarray:
-    """Eight real face crops [8, size, size, 3] uint8 for :meth:`VisualModel.check_precision`: the astronaut's
+    """Eight real face crops [8, size, size, 3] uint8 for :meth:`VisualModel.check_numerics`: the astronaut's
     face (scikit-image's photo), shifted, mirrored, darker and brighter."""
     from PIL import Image
 
@@ -323,17 +342,24 @@ def _identify(
     return {"source": source, "file": path.name, "sha256": sha}, extra
 
 
+def _numerics(precision: str, runtime: str) -> str:
+    checked = f"checked at load: cosine >= {PRECISION_MIN_COSINE} to torch's fp32 on check faces"
+    if runtime == "onnxruntime":
+        return f"fp32 in ONNX Runtime on a CPU (torch on a GPU), {checked}"
+    if precision == "fp32":
+        return "fp32"
+    return f"bfloat16 autocast (fp32 accumulation; embeddings fp32), {checked}"
+
+
 def _provenance(
-    backbone: Backbone, identity: dict[str, Any], extra: dict[str, Any], precision: str = "fp32"
+    backbone: Backbone, identity: dict[str, Any], extra: dict[str, Any], precision: str = "fp32", runtime: str = "torch"
 ) -> dict[str, Any]:
-    return {
+    software = {dist: package_version(dist) for dist in backbone.packages}
+    out: dict[str, Any] = {
         "model": backbone.name,
         "description": backbone.description,
         "dim": backbone.dim,
-        "numerics": "fp32"
-        if precision == "fp32"
-        else f"bfloat16 autocast (fp32 accumulation; embeddings fp32), checked at load: cosine >= "
-        f"{PRECISION_MIN_COSINE} to fp32 on check faces",
+        "numerics": _numerics(precision, runtime),
         "layer": f"penultimate: global-average-pooled features ({backbone.head!r} removed)",
         "weights": dict(identity),
         **extra,
@@ -345,18 +371,25 @@ def _provenance(
             "mean": list(backbone.mean),
             "std": list(backbone.std),
         },
-        "software": {dist: package_version(dist) for dist in backbone.packages},
+        "software": software,
     }
+    if runtime == "onnxruntime":
+        from emo.pipeline.onnx_backbone import onnx_numerics
+
+        out["runtime"] = onnx_numerics()
+        software |= {dist: package_version(dist) for dist in ("onnxruntime", "onnx")}
+    return out
 
 
 def visual_provenance(
-    name: str, weights: str | os.PathLike[str] = "imagenet", precision: str = "fp32"
+    name: str, weights: str | os.PathLike[str] = "imagenet", precision: str = "fp32", runtime: str = "torch"
 ) -> dict[str, Any]:
-    """What :meth:`VisualModel.provenance` of ``load_visual_model(name, weights, precision=...)`` says, without
-    building the model (the weights file is hashed, not loaded); raises like :func:`check_visual_weights`."""
+    """What :meth:`VisualModel.provenance` of ``load_visual_model(name, weights, precision=..., runtime=...)`` says
+    on a CPU, without building the model (the weights file is hashed, not loaded); raises like
+    :func:`check_visual_weights`."""
     backbone = get_backbone(name)
     path = check_visual_weights(name, weights)
-    return _provenance(backbone, *_identify(backbone, weights, path), precision)
+    return _provenance(backbone, *_identify(backbone, weights, path), precision, runtime)
 
 
 def _build_headless(backbone: Backbone) -> nn.Module:
@@ -377,13 +410,15 @@ def load_visual_model(
     device: str = "cpu",
     batch_size: int = 32,
     precision: str = "fp32",
+    runtime: str = "torch",
 ) -> VisualModel:
     """Build backbone ``name`` with ``weights`` = ``"imagenet"``, ``"random"`` (seeded, explicit only) or a
     state-dict path (``.pth``/``.pt`` via ``torch.load(weights_only=True)``, or ``.safetensors``).
 
     Build once and reuse (one per worker). Classifier weights in the file are ignored (a fine-tuned head of
     any size is fine); every other key must match. Raises :class:`MissingModelError` if weights are missing.
-    ``precision="bf16"`` runs it in bfloat16 autocast (see :meth:`VisualModel.check_precision`).
+    ``precision="bf16"`` runs it in bfloat16 autocast, ``runtime="onnxruntime"`` in ONNX Runtime on a CPU (see
+    :meth:`VisualModel.check_numerics`).
     """
     import torch
 
@@ -407,5 +442,12 @@ def load_visual_model(
     # every convolution without reordering (10% faster per face on a CPU, bit-identical embeddings)
     module.eval().to(device, memory_format=torch.channels_last)
     return VisualModel(
-        backbone, module, identity, extra, device=str(device), batch_size=int(batch_size), precision=precision
+        backbone,
+        module,
+        identity,
+        extra,
+        device=str(device),
+        batch_size=int(batch_size),
+        precision=precision,
+        runtime=runtime,
     )

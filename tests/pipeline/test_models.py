@@ -4,6 +4,7 @@ EfficientNet-Lite0 ImageNet weights), clear errors for missing or wrong weights,
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from safetensors.torch import save_file
 from emo.errors import MissingModelError, UsageError
 from emo.pipeline.backbones import RESNET18_IMAGENET_URL, RESNET50_IMAGENET_URL, available_models, get_backbone
 from emo.pipeline.models import PRECISION_MIN_COSINE, check_faces, check_visual_weights, load_visual_model
+
+
+def ort_version() -> str:
+    return importlib.metadata.version("onnxruntime")
 
 
 def sha256(path: Path) -> str:
@@ -197,12 +202,12 @@ def test_bf16_keeps_resnet_embeddings_and_is_refused_where_it_would_not() -> Non
     assert a.dtype == b.dtype == np.float32 and not np.array_equal(a, b)  # bf16 did run
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cosine.min() >= PRECISION_MIN_COSINE
-    assert bf16.check_precision(faces) == pytest.approx(cosine.min(), abs=1e-6)
+    assert bf16.check_numerics(faces) == pytest.approx(cosine.min(), abs=1e-6)
     assert bf16.precision == "bf16" and "bfloat16" in bf16.provenance()["numerics"]
     assert fp32.provenance()["numerics"] == "fp32"
     # EfficientNet-Lite0's ImageNet weights move in bf16 (cosine ~0.9987): the load-time check refuses them
     with pytest.raises(UsageError, match="--visual-precision fp32"):
-        load_visual_model("efficientnet-lite0", "imagenet", precision="bf16").check_precision(faces)
+        load_visual_model("efficientnet-lite0", "imagenet", precision="bf16").check_numerics(faces)
 
 
 def test_visual_precision_auto_is_the_backbones_measured_choice() -> None:
@@ -223,3 +228,80 @@ def test_visual_precision_auto_is_the_backbones_measured_choice() -> None:
     assert recorded["visual_precision"] == "bf16"
     del recorded["visual_precision"]
     assert ExtractionConfig.from_dict(recorded).section(VisualOptions).visual_precision == "fp32"
+
+
+def test_onnx_runtime_keeps_the_embeddings_and_says_so(crops: np.ndarray) -> None:
+    faces = check_faces()
+    eager = load_visual_model("efficientnet-lite0", "imagenet")
+    onnx = load_visual_model("efficientnet-lite0", "imagenet", runtime="onnxruntime")
+    assert (eager.runtime, onnx.runtime) == ("torch", "onnxruntime")
+    a, b = eager.embed(faces), onnx.embed(faces)
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() >= PRECISION_MIN_COSINE
+    assert onnx.check_numerics(faces) == pytest.approx(cosine.min(), abs=1e-6)
+    # the graph's batch axis is dynamic; smaller crops are resized before it, as in torch
+    np.testing.assert_allclose(onnx.embed(crops, batch_size=2), eager.embed(crops), atol=1e-3)
+    small = np.stack([np.asarray(Image.fromarray(c).resize((112, 112))) for c in crops])
+    np.testing.assert_allclose(onnx.embed(small), eager.embed(small), atol=1e-3)
+    assert onnx.embed(np.zeros((0, 224, 224, 3), np.uint8)).shape == (0, 1280)
+    recorded = onnx.provenance()
+    assert "ONNX Runtime" in recorded["numerics"] and recorded["runtime"]["provider"] == "CPUExecutionProvider"
+    assert recorded["software"]["onnxruntime"] == recorded["runtime"]["onnxruntime"] == ort_version()
+    assert "runtime" not in eager.provenance() and eager.provenance()["numerics"] == "fp32"
+    with pytest.raises(UsageError, match="fp32"):
+        load_visual_model("resnet18", "random", precision="bf16", runtime="onnxruntime")
+
+
+class _Branchy(torch.nn.Module):
+    """Takes another path on real faces than on the all-zero input the exporter traces: the kind of model whose
+    exported graph computes something else than torch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.conv(x).mean((2, 3))
+        return self.fc(features if bool(x.abs().sum() > 0) else -features)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # what the exporter says of such a model
+def test_onnx_runtime_is_refused_where_the_exported_graph_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emo.pipeline.backbones import IMAGENET_MEAN, IMAGENET_STD, REGISTRY, Backbone
+
+    branchy = Backbone(
+        name="branchy", dim=4, input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD, build=_Branchy, head="fc",
+        imagenet=lambda: None, description="a test network with data-dependent control flow", packages=("torch",),
+    )  # fmt: skip
+    monkeypatch.setitem(REGISTRY, "branchy", branchy)
+    faces = check_faces(32)
+    assert load_visual_model("branchy", "random").check_numerics(faces) == 1.0  # torch fp32: nothing to check
+    with pytest.raises(UsageError, match=r"ONNX Runtime changes the embeddings of branchy .*--visual-runtime torch"):
+        load_visual_model("branchy", "random", runtime="onnxruntime").check_numerics(faces)
+
+
+def test_visual_runtime_auto_is_the_backbones_measured_choice() -> None:
+    from emo.pipeline.config import ExtractionConfig
+    from emo.pipeline.extractors.faces import VisualOptions
+
+    def numerics(**kw: object) -> tuple[str, str]:
+        options = ExtractionConfig(**kw).section(VisualOptions)
+        return options.visual_precision, options.visual_runtime
+
+    assert numerics(visual_model="efficientnet-lite0") == ("fp32", "onnxruntime")
+    assert numerics(visual_model="efficientnet-lite0", visual_runtime="torch") == ("fp32", "torch")
+    assert numerics(visual_model="resnet18", visual_weights="random") == ("bf16", "torch")
+    # asking for ONNX Runtime picks fp32 where the precision is left to auto; bf16 with it is refused
+    assert numerics(visual_weights="random", visual_runtime="onnxruntime") == ("fp32", "onnxruntime")
+    with pytest.raises(UsageError, match="--visual-precision fp32"):
+        numerics(visual_weights="random", visual_runtime="onnxruntime", visual_precision="bf16")
+    with pytest.raises(UsageError, match="--visual-runtime"):
+        numerics(visual_runtime="tensorrt")
+    # recorded resolved; a config recorded before the option existed reads as torch, and torch is not recorded
+    # (a ResNet store keeps its config hash)
+    recorded = ExtractionConfig(visual_model="efficientnet-lite0").to_dict()
+    assert recorded["visual_runtime"] == "onnxruntime"
+    del recorded["visual_runtime"]
+    assert ExtractionConfig.from_dict(recorded).section(VisualOptions).visual_runtime == "torch"
+    assert "visual_runtime" not in ExtractionConfig(visual_weights="random").to_dict()

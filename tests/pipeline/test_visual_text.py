@@ -30,7 +30,7 @@ from emo.pipeline.decode import FrameStream, iter_frames
 from emo.pipeline.devices import ROUTING_HOOK, embedded_gpu_workers, gpu_workers, resolve_device
 from emo.pipeline.extractors import Clip, build_extractors, pin_config
 from emo.pipeline.extractors import visual_pass as vp
-from emo.pipeline.extractors.faces import align_faces
+from emo.pipeline.extractors.faces import VisualOptions, align_faces
 from emo.pipeline.face_detection import TEMPLATE, align_face
 from emo.pipeline.models import VisualModel, load_visual_model, visual_provenance
 from emo.pipeline.process import process_clips
@@ -184,6 +184,8 @@ def test_state_dict_weights_and_provenance_are_recorded(av_store, weights: Path)
 def test_driver_side_provenance_is_the_loaded_models_own(weights: Path) -> None:
     # the store's attributes are written by the driver, which never loads the models
     assert visual_provenance("resnet18", str(weights)) == load_visual_model("resnet18", weights).provenance()
+    onnx = load_visual_model("efficientnet-lite0", runtime="onnxruntime")
+    assert visual_provenance("efficientnet-lite0", runtime="onnxruntime") == onnx.provenance()
     assert describe_text_model("all-MiniLM-L6-v2", 64) == TextEncoder("all-MiniLM-L6-v2", max_length=64).provenance()
 
 
@@ -207,11 +209,14 @@ specs = {{p: s.attrs for ex in extractors for s in ex.array_specs for p in s.arr
 models = models_used(config)
 cuda = local_cuda_available()
 hub = str(torch_hub_dir())
-heavy = ("torch", "torchvision", "facenet_pytorch", "transformers", "librosa", "scipy")
+config = pin_config(ExtractionConfig(features=("face",), visual_model="efficientnet-lite0"))  # in ONNX Runtime
+specs |= {{p: s.attrs for ex in build_extractors(config) for s in ex.array_specs for p in s.arrays()}}
+heavy = ("torch", "torchvision", "facenet_pytorch", "transformers", "librosa", "scipy", "onnxruntime", "onnx")
 loaded = sorted(m for m in heavy if m in sys.modules)
 import torch
 print(json.dumps({{"loaded": loaded, "cuda": [cuda, torch.cuda.is_available()], "hub": [hub, torch.hub.get_dir()],
-                  "text": specs["text/cls"]["model"]["hidden_size"], "models": sorted(models)}}))
+                  "text": specs["text/cls"]["model"]["hidden_size"], "models": sorted(models),
+                  "runtime": specs["video/face/pooled"]["model"]["runtime"]}}))
 """
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home")}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
@@ -219,6 +224,7 @@ print(json.dumps({{"loaded": loaded, "cuda": [cuda, torch.cuda.is_available()], 
     assert seen["loaded"] == []
     assert seen["cuda"][0] == seen["cuda"][1] and seen["hub"][0] == seen["hub"][1]
     assert seen["text"] == 384 and seen["models"] == ["faces", "text", "visual"]
+    assert seen["runtime"]["runtime"] == "onnxruntime" and seen["runtime"]["onnxruntime"] is not None
 
 
 def test_config_hash_follows_the_weights_file(tmp_path: Path) -> None:
@@ -366,6 +372,32 @@ def test_faces_of_a_task_share_forward_passes(monkeypatch: pytest.MonkeyPatch, a
     assert bad["status_video"] == "failed" and bad["error"].startswith("unreadable container")
     assert bad["status_text"] == "ok"  # the transcript does not depend on the media
     assert results[0].arrays["video/face/values"].shape == (4, 512)
+
+
+def test_efficientnet_runs_in_onnx_runtime_with_torchs_embeddings(av_dataset: Path) -> None:
+    """EfficientNet-Lite0's default CPU runtime: the same faces, embeddings within cosine 0.999 of torch's fp32,
+    and the store's provenance (written by the driver from the config) says what ran."""
+    records = [ClipRecord("a", av_dataset / "face.mp4"), ClipRecord("b", av_dataset / "notext.mp4")]
+    embedded = {}
+    for runtime in ("auto", "torch"):
+        config = pin_config(
+            ExtractionConfig(features=("face",), visual_model="efficientnet-lite0", visual_runtime=runtime, fps=FPS)
+        )
+        extractors = build_extractors(config)
+        for ex in extractors:
+            ex.setup()
+        results = process_clips(records, extractors, config)
+        assert [r.columns["status_video"] for r in results] == ["ok", "ok"]
+        embedded[config.section(VisualOptions).visual_runtime] = (
+            np.concatenate([r.arrays["video/face/values"] for r in results]),
+            extractors[0].attrs()["model"],
+        )
+    (onnx, recorded), (eager, eager_recorded) = embedded["onnxruntime"], embedded["torch"]
+    assert onnx.shape == eager.shape == (8, 1280)
+    cosine = (onnx * eager).sum(1) / (np.linalg.norm(onnx, axis=1) * np.linalg.norm(eager, axis=1))
+    assert cosine.min() >= 0.999
+    assert recorded["runtime"]["runtime"] == "onnxruntime" and "ONNX Runtime" in recorded["numerics"]
+    assert "runtime" not in eager_recorded and eager_recorded["numerics"] == "fp32"
 
 
 def test_faces_go_on_the_clips_time_grid() -> None:

@@ -29,7 +29,7 @@ import emo
 from emo.errors import MissingModelError, UsageError
 from emo.features_store.schema import STATUS_NO_FACE, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.sequences import align_on_grid, grid_description, pool
-from emo.pipeline.backbones import PRECISIONS, get_backbone
+from emo.pipeline.backbones import PRECISIONS, RUNTIMES, get_backbone
 from emo.pipeline.config import ExtractionConfig, Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
@@ -88,8 +88,16 @@ class VisualOptions(Section):
         "auto",
         "Backbone numerics: fp32, bf16 (autocast; refused at load if it moves an embedding of the check faces "
         "below cosine 0.999 to fp32) or auto (the backbone's measured choice: bf16 for the ResNets, fp32 for "
-        "EfficientNet-Lite0).",
+        "EfficientNet-Lite0; fp32 with --visual-runtime onnxruntime).",
         choices=("auto", *PRECISIONS),
+    )
+    visual_runtime: str = option(
+        "auto",
+        "What runs the backbone on a CPU: torch, onnxruntime (the weights exported to ONNX at load, fp32; refused "
+        "at load if it moves an embedding of the check faces below cosine 0.999 to torch's fp32) or auto (the "
+        "backbone's measured choice: onnxruntime for EfficientNet-Lite0 in fp32, torch otherwise). On a GPU torch "
+        "runs it.",
+        choices=("auto", *RUNTIMES),
     )
 
     def __post_init__(self) -> None:
@@ -99,11 +107,22 @@ class VisualOptions(Section):
             # a file: recorded absolute, so that workers started elsewhere and a later `emo predict` find it
             weights = str(Path(weights).expanduser().absolute())
         object.__setattr__(self, "visual_weights", weights)
+        backbone = get_backbone(self.visual_model)
         if self.visual_precision == "auto":  # recorded resolved: the store says which numerics made it
-            object.__setattr__(self, "visual_precision", get_backbone(self.visual_model).precision)
+            # ONNX Runtime runs fp32 only: asking for it picks fp32
+            precision = "fp32" if self.visual_runtime == "onnxruntime" else backbone.precision
+            object.__setattr__(self, "visual_precision", precision)
         if self.visual_precision not in PRECISIONS:
             choices = ", ".join(("auto", *PRECISIONS))
             raise UsageError(f"--visual-precision must be one of {choices}, got {self.visual_precision!r}")
+        if self.visual_runtime == "auto":  # recorded resolved, as the precision
+            runtime = backbone.runtime if self.visual_precision == "fp32" else "torch"
+            object.__setattr__(self, "visual_runtime", runtime)
+        if self.visual_runtime not in RUNTIMES:
+            choices = ", ".join(("auto", *RUNTIMES))
+            raise UsageError(f"--visual-runtime must be one of {choices}, got {self.visual_runtime!r}")
+        if self.visual_runtime == "onnxruntime" and self.visual_precision != "fp32":
+            raise UsageError("--visual-runtime onnxruntime runs the backbone in fp32: use --visual-precision fp32")
         if not self.fps > 0:
             raise UsageError(f"--fps must be positive, got {self.fps}")
         if len(self.face_thresholds) != 3 or not all(0.0 < t < 1.0 for t in self.face_thresholds):
@@ -177,7 +196,8 @@ class VideoExtractor(Extractor):
             else:
                 kind = "ImageNet weights" if c.visual_weights == "imagenet" else "weights"
                 weights = f"{kind} {path.name}, sha256 {c.visual_weights_sha256}"
-            out["visual"] = f"{c.visual_model} ({weights}; {c.visual_precision})"
+            runtime = "; ONNX Runtime on a CPU" if c.visual_runtime == "onnxruntime" else ""
+            out["visual"] = f"{c.visual_model} ({weights}; {c.visual_precision}{runtime})"
         return out
 
     def preflight(self) -> None:
@@ -206,7 +226,7 @@ class VideoExtractor(Extractor):
             "tracking": tracking_config(c.face_track),
         }
         if self.uses_backbone:
-            out["model"] = visual_provenance(c.visual_model, c.visual_weights, c.visual_precision)
+            out["model"] = visual_provenance(c.visual_model, c.visual_weights, c.visual_precision, c.visual_runtime)
         return out
 
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:

@@ -169,7 +169,15 @@ class VisualPass:
         """The backbone, checked against the weights identity pinned in the config."""
         c = self.config.section(VisualOptions)
         model = worker_resource(  # the pinned sha in the key: a file replaced since is loaded anew
-            ("backbone", c.visual_model, c.visual_weights, c.visual_weights_sha256, c.visual_precision, self.device),
+            (
+                "backbone",
+                c.visual_model,
+                c.visual_weights,
+                c.visual_weights_sha256,
+                c.visual_precision,
+                c.visual_runtime,
+                self.device,
+            ),
             lambda: _checked(
                 load_visual_model(
                     c.visual_model,
@@ -177,6 +185,7 @@ class VisualPass:
                     device=self.device,
                     batch_size=embed_batch(self.device),
                     precision=c.visual_precision,
+                    runtime=c.visual_runtime,
                 )
             ),
         )
@@ -327,10 +336,13 @@ class VisualPass:
 
 
 def _checked(model: VisualModel) -> VisualModel:
-    """The model, once bf16 has been shown to keep its embeddings of real faces (raises otherwise)."""
-    cosine = model.check_precision(check_faces(model.input_size))
-    if model.precision != "fp32":
-        log.debug("%s in %s: cosine %.6f to fp32 on the check faces", model.name, model.precision, cosine)
+    """The model, once its numerics (bf16, ONNX Runtime) have been shown to keep its embeddings of real faces
+    (raises otherwise)."""
+    cosine = model.check_numerics(check_faces(model.input_size))
+    if model.precision != "fp32" or model.runtime != "torch":
+        log.debug(
+            "%s in %s (%s): cosine %.6f to fp32 on the check faces", model.name, model.precision, model.runtime, cosine
+        )
     return model
 
 
