@@ -50,9 +50,10 @@ def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | 
             return set()
         group = zarr.open_group(location.zarr_store(read_only=True), mode="r")
         attrs = dict(group.attrs)
-        if attrs.get("extraction", {}).get("config_hash") != config_hash:
+        rows = int(attrs.get(ROWS_ATTR, 0))
+        if rows and attrs.get("extraction", {}).get("config_hash") != config_hash:
             return None
-        return clip_ids(group, int(attrs.get(ROWS_ATTR, 0)))
+        return clip_ids(group, rows)  # none committed: a writer starts it again with any configuration
     except Exception:  # noqa: BLE001 - anything odd is for StoreWriter.open to report
         return None
 
@@ -121,6 +122,12 @@ def clear(location: StoreLocation) -> None:
     for child in fs.ls(root, detail=False):
         if not child.rstrip("/").endswith(LOCK_NAME):
             fs.rm(child, recursive=True)
+
+
+def compatible(attrs: dict[str, Any], labels: Sequence[str], extraction: dict[str, Any]) -> bool:
+    """Whether a store with ``attrs`` was written with this extraction config and label set."""
+    same_config = attrs.get("extraction", {}).get("config_hash") == extraction["config_hash"]
+    return same_config and list(attrs.get("labels", [])) == list(labels)
 
 
 def check_compatible(

@@ -22,7 +22,7 @@ from emo.features_store.clip_result import ClipResult
 from emo.features_store.layout import DERIVED_ARRAYS, add_missing_columns, array_paths, create_store, now
 from emo.features_store.location import StoreLocation, parse_location, storage_errors
 from emo.features_store.lock import StoreLock
-from emo.features_store.resume import check_compatible, check_writable, clear, clip_ids
+from emo.features_store.resume import check_compatible, check_writable, clear, clip_ids, compatible
 from emo.features_store.schema import CLIP_COLUMNS, FeatureSpec, SequenceSpec, VectorSpec
 from emo.features_store.store import ROWS_ATTR, before_time_grid, check_version
 from emo.interrupt import deferred_interrupt
@@ -102,11 +102,19 @@ class StoreWriter:
                 group = zarr.open_group(zstore, mode="r+")
                 attrs = dict(group.attrs)
                 check_version(attrs, location.display)
-                if (reason := before_time_grid(attrs, location.display)) is not None:
-                    raise UsageError(f"{reason}; then run the same command again to resume (or --overwrite)")
-                check_compatible(location, attrs, labels, extraction)
-                add_missing_columns(group)
-            else:
+                if int(attrs.get(ROWS_ATTR, 0)) == 0 and not compatible(attrs, labels, extraction):
+                    # Nothing committed (a run stopped before its first clip, e.g. a worker refused its model):
+                    # no clip could be mixed with another configuration's, so the store starts again with this
+                    # one, and the command an error message advised works on the same -o.
+                    log.info("%s holds no clips yet: starting it with this configuration", location.display)
+                    clear(location)
+                    exists = False
+                else:
+                    if (reason := before_time_grid(attrs, location.display)) is not None:
+                        raise UsageError(f"{reason}; then run the same command again to resume (or --overwrite)")
+                    check_compatible(location, attrs, labels, extraction)
+                    add_missing_columns(group)
+            if not exists:
                 group = create_store(zstore, specs, labels, dataset, extraction, software, chunk_rows)
             writer = cls(group, location, lock, specs, flush_seconds=flush_seconds, on_commit=on_commit)
             writer._trim_uncommitted()

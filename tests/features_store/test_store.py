@@ -267,13 +267,26 @@ def test_lock_of_a_killed_writer_does_not_stick(tmp_path: Path) -> None:
 
 def test_incompatible_config_and_labels_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
-    open_writer(path).close()
+    with open_writer(path) as w:
+        w.add(result(0, 3))
     with pytest.raises(UsageError, match=r"different configuration \(y.z: store has 2, now 3\)"):
         open_writer(path, extraction={"config": {"x": 1, "y": {"z": 3}}, "config_hash": "h2"})
     with pytest.raises(UsageError, match="has labels"):
         open_writer(path, labels=["a", "b", "c"])
     open_writer(path, extraction={"config": {"x": 9}, "config_hash": "h9"}, overwrite=True).close()
     assert FeatureStore.open(path).config == {"x": 9}
+
+
+def test_a_store_without_clips_starts_again_with_another_config(tmp_path: Path) -> None:
+    """A run that stopped before its first clip (a worker refused its model, say) leaves an empty store: the
+    command run next, with other options, writes into it instead of being refused."""
+    path = tmp_path / "s.zarr"
+    open_writer(path).close()
+    with open_writer(path, extraction={"config": {"x": 2}, "config_hash": "h2"}, labels=["a", "b", "c"]) as w:
+        assert w.done_clip_ids() == set()
+        w.add(result(0, 3))
+    store = FeatureStore.open(path)
+    assert store.config == {"x": 2} and store.labels == ["a", "b", "c"] and len(store.clips()) == 1
 
 
 def test_newer_store_version_is_refused(tmp_path: Path) -> None:

@@ -308,16 +308,22 @@ def test_missing_models_stop_the_run_before_any_work(tmp_path: Path, av_dataset:
 
 def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path, av_dataset: Path) -> None:
     """EfficientNet-Lite0's ImageNet weights move in bf16: the embedded worker's plugin refuses them with emo's
-    error, which the user reads once, without the traceback Dask's worker logs for a failed plugin."""
+    error, which the user reads once, without the traceback Dask's worker logs for a failed plugin; the command
+    the error advises then runs on the same store."""
     out = tmp_path / "bf16.zarr"
-    proc = run_emo(
-        "extract", str(av_dataset), "-o", str(out), "--workers", "1", "-q",
-        "--visual-model", "efficientnet-lite0", "--visual-weights", "imagenet", "--visual-precision", "bf16",
-    )  # fmt: skip
+    args = ("extract", str(av_dataset), "-o", str(out), "--workers", "1", "-q", "--features", "face",
+            "--visual-model", "efficientnet-lite0", "--visual-weights", "imagenet")  # fmt: skip
+    proc = run_emo(*args, "--visual-precision", "bf16")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("emo: error: bf16 changes the embeddings of efficientnet-lite0") == 1, proc.stderr
+    assert "run with --visual-precision fp32" in proc.stderr
     assert_quiet(proc.stderr)
     assert len(FeatureStore.open(out).clips()) == 0  # the store opens, empty
+    proc = run_emo(*args, "--visual-precision", "fp32")
+    assert proc.returncode == 0, proc.stderr
+    fs = FeatureStore.open(out)
+    options = ExtractionConfig.from_dict(fs.config).section(VisualOptions)
+    assert len(fs.clips()) == 4 and (options.visual_precision, options.visual_runtime) == ("fp32", "onnxruntime")
 
 
 # --- the visual pass in this process ----------------------------------------------------------------------
