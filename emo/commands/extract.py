@@ -188,6 +188,16 @@ def extract(
         except ValueError:
             raise click.BadParameter(f"expected a number of dB or 'off', got {trim_silence!r}",
                                      param_hint="--trim-silence") from None
+    section_values = parse_section_options(options)
+    if not overwrite:  # resuming: `auto` is what the store was extracted with
+        from emo.features_store.location import parse_location
+        from emo.features_store.resume import recorded_config
+        from emo.pipeline.config import resume_choices
+
+        location = parse_location(store, parse_storage_options(storage_option))
+        section_values, notes = resume_choices(section_values, recorded_config(location))
+        for note in notes:
+            log.info("resuming %s: %s", location.display, note)
     config = ExtractionConfig(
         features=comma_list(features) or default_tokens(),
         sample_rate=sample_rate,
@@ -197,7 +207,7 @@ def extract(
         denoise=denoise,
         normalize=normalize,
         trim_silence_db=trim_db,
-        **parse_section_options(options),
+        **section_values,
     )
     if batch_size is not None and batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")

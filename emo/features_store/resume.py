@@ -39,9 +39,9 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
 
 def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | None:
     """Ids of the clips committed to the store at ``location`` when it was written with ``config_hash`` (an
-    empty set when there is no store yet), read without the writer lock; None when a writer would refuse it
-    (another configuration, another writer holds the lock, the location cannot be written) or it cannot be
-    read. A peek that lets ``extract`` start its workers before opening the store; the
+    empty set when there is no store yet or it holds no clip), read without the writer lock; None when a writer
+    would refuse it (clips of another configuration, another writer holds the lock, the location cannot be
+    written) or it cannot be read. A peek that lets ``extract`` start its workers before opening the store; the
     store's writer (``StoreWriter.open``) remains the authority and says what is wrong."""
     try:
         if not writable_now(location):
@@ -54,6 +54,20 @@ def committed_clip_ids(location: StoreLocation, config_hash: str) -> set[str] | 
         if rows and attrs.get("extraction", {}).get("config_hash") != config_hash:
             return None
         return clip_ids(group, rows)  # none committed: a writer starts it again with any configuration
+    except Exception:  # noqa: BLE001 - anything odd is for StoreWriter.open to report
+        return None
+
+
+def recorded_config(location: StoreLocation) -> dict[str, Any] | None:
+    """The extraction config recorded in the store at ``location`` when it holds committed clips (None when there
+    is no store, it holds none, or it cannot be read: the writer then says what is wrong)."""
+    try:
+        if not location.exists():
+            return None
+        attrs = dict(zarr.open_group(location.zarr_store(read_only=True), mode="r").attrs)
+        if not int(attrs.get(ROWS_ATTR, 0)):
+            return None
+        return dict(attrs.get("extraction", {}).get("config", {}))
     except Exception:  # noqa: BLE001 - anything odd is for StoreWriter.open to report
         return None
 
@@ -109,19 +123,20 @@ def check_writable(location: StoreLocation) -> None:
 
 
 def clear(location: StoreLocation) -> None:
-    """Delete a store's contents (for --overwrite), keeping the lock we hold."""
+    """Delete a store's contents (for --overwrite), keeping the lock we hold. The root ``zarr.json`` goes last:
+    a clear cut short leaves a store (perhaps with broken arrays) that the next --overwrite or restart clears,
+    not a directory refused as "not an emo store"."""
     if location.is_local:
-        for child in location.path.iterdir():
-            if child.name == LOCK_NAME:
-                continue
+        children = [c for c in location.path.iterdir() if c.name != LOCK_NAME]
+        for child in sorted(children, key=lambda c: c.name == "zarr.json"):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         return
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(location.url, **location.storage_options)
-    for child in fs.ls(root, detail=False):
-        if not child.rstrip("/").endswith(LOCK_NAME):
-            fs.rm(child, recursive=True)
+    children = [c for c in fs.ls(root, detail=False) if not c.rstrip("/").endswith(LOCK_NAME)]
+    for child in sorted(children, key=lambda c: c.rstrip("/").endswith("/zarr.json")):
+        fs.rm(child, recursive=True)
 
 
 def compatible(attrs: dict[str, Any], labels: Sequence[str], extraction: dict[str, Any]) -> bool:

@@ -106,8 +106,9 @@ class StoreWriter:
                     # Nothing committed (a run stopped before its first clip, e.g. a worker refused its model):
                     # no clip could be mixed with another configuration's, so the store starts again with this
                     # one, and the command an error message advised works on the same -o.
-                    log.info("%s holds no clips yet: starting it with this configuration", location.display)
-                    clear(location)
+                    log.warning("%s holds no clip yet: starting it again with this configuration", location.display)
+                    with deferred_interrupt():
+                        clear(location)
                     exists = False
                 else:
                     if (reason := before_time_grid(attrs, location.display)) is not None:

@@ -39,6 +39,25 @@ LEGACY_VALUES: dict[str, Any] = {
 }
 
 
+#: Options whose ``auto`` is a measured default that may change between emo versions (the backbone's numerics).
+#: Resuming a store that holds clips, ``auto`` is what that store was extracted with (:func:`resume_choices`).
+AUTO_OPTIONS = ("visual_precision", "visual_runtime")
+
+
+def resume_choices(values: dict[str, Any], recorded: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """``values`` (option name -> value) with each :data:`AUTO_OPTIONS` left at ``auto`` set to what the config
+    ``recorded`` in a store holds (an absent key: its :data:`LEGACY_VALUES`), so that running the same command
+    again resumes a store extracted before ``auto`` changed; and a note per option so set."""
+    if recorded is None:
+        return values, []
+    out, notes = dict(values), []
+    for key in AUTO_OPTIONS:
+        if out.get(key) == "auto":
+            out[key] = recorded.get(key, LEGACY_VALUES[key])
+            notes.append(f"--{key.replace('_', '-')} auto is {out[key]}, as the store was extracted")
+    return out, notes
+
+
 def option(default: Any, help: str = "", **cli: Any) -> Any:
     """A field of a :class:`Section`: its default and how ``emo extract`` offers it (``help``; ``flag`` when the
     option is not ``--field-name``; ``type``, ``metavar``, ``is_flag``; ``choices``, the values offered;

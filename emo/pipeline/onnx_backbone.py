@@ -2,9 +2,10 @@
 
 When a worker loads the backbone, its torch module (weights loaded) is exported to an ONNX graph in memory and
 handed to ONNX Runtime's CPU provider. No file is written: the graph lives as long as the process, so no cache
-can go stale or be swapped, and ONNX is protobuf (no pickle). For EfficientNet-Lite0 at emo's CPU batch of 8
-this is 2-4x faster than torch, with embeddings equal to torch's fp32 ones to cosine 0.99999
-(``benchmarks/backbone_numerics.py``); every worker checks that again at load (:meth:`VisualModel.check_numerics`).
+can go stale or be swapped, and ONNX is protobuf (no pickle). For EfficientNet-Lite0 this takes 2.9x less CPU
+per face than torch at emo's CPU batch of 8 (3.2x at 32), with embeddings equal to torch's fp32 ones to cosine
+0.99999 (``benchmarks/backbone_numerics.py``); every worker checks that again at load
+(:meth:`VisualModel.check_numerics`).
 
 The export uses torch.onnx's TorchScript exporter (``dynamo=False``): about 1.3 s of CPU and no memory peak per
 worker for EfficientNet-Lite0, against 9 s and +0.3 GB for the torch.export-based one. torch has deprecated it;
@@ -25,14 +26,15 @@ from emo.pipeline.backbones import package_version
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["OPSET", "OnnxBackbone", "export_graph", "onnx_numerics"]
+__all__ = ["OPSET", "OnnxBackbone", "export_graph", "onnx_numerics", "require_onnx"]
 
 #: ONNX opset of the exported graph (supported by every onnxruntime >= 1.12)
 OPSET = 17
 _INPUT, _OUTPUT = "x", "y"
 
 
-def _require_onnx() -> None:
+def require_onnx() -> None:
+    """Raise :class:`MissingModelError` unless onnxruntime and onnx are installed (looked up, not imported)."""
     missing = [dist for dist in ("onnxruntime", "onnx") if package_version(dist) is None]
     if missing:
         raise MissingModelError(
@@ -46,7 +48,7 @@ def export_graph(module: nn.Module, input_size: int) -> bytes:
     input, batch dynamic."""
     import torch
 
-    _require_onnx()
+    require_onnx()
     example = torch.zeros(1, 3, input_size, input_size)
     buf = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -94,6 +96,7 @@ def onnx_numerics() -> dict[str, Any]:
     """What the provenance records of this runtime."""
     return {
         "runtime": "onnxruntime",
+        "devices": "CPU workers; a CUDA worker runs the backbone in torch, fp32",
         "onnxruntime": package_version("onnxruntime"),
         "provider": "CPUExecutionProvider",
         "graph": f"exported at load by torch.onnx (TorchScript exporter, opset {OPSET}) from the weights above",

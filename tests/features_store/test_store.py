@@ -16,7 +16,8 @@ import pytest
 import zarr
 
 from emo.errors import StoreError, UsageError
-from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec
+from emo.features_store import ClipResult, FeatureStore, SequenceSpec, StoreWriter, VectorSpec, parse_location
+from emo.features_store.resume import committed_clip_ids
 from emo.features_store.schema import empty_row
 from emo.features_store.sequences import align, derive, pool
 from emo.features_store.store import StoreVersionError
@@ -282,11 +283,13 @@ def test_a_store_without_clips_starts_again_with_another_config(tmp_path: Path) 
     command run next, with other options, writes into it instead of being refused."""
     path = tmp_path / "s.zarr"
     open_writer(path).close()
+    assert committed_clip_ids(parse_location(path), "h2") == set()  # what `emo extract` peeks before opening
     with open_writer(path, extraction={"config": {"x": 2}, "config_hash": "h2"}, labels=["a", "b", "c"]) as w:
         assert w.done_clip_ids() == set()
         w.add(result(0, 3))
     store = FeatureStore.open(path)
     assert store.config == {"x": 2} and store.labels == ["a", "b", "c"] and len(store.clips()) == 1
+    assert committed_clip_ids(parse_location(path), "h1") is None  # now it holds a clip of another config
 
 
 def test_newer_store_version_is_refused(tmp_path: Path) -> None:

@@ -326,6 +326,23 @@ def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path,
     assert len(fs.clips()) == 4 and (options.visual_precision, options.visual_runtime) == ("fp32", "onnxruntime")
 
 
+def test_a_store_extracted_before_a_default_changed_is_resumed(tmp_path: Path, av_dataset: Path) -> None:
+    """`auto` numerics resume a store with what it was extracted with: a store written with --visual-runtime
+    torch (what every store ran before the option existed) is resumed by the same command without the option,
+    though `auto` now means ONNX Runtime for EfficientNet-Lite0."""
+    out = tmp_path / "before.zarr"
+    args = ("extract", str(av_dataset), "-o", str(out), "--workers", "1", "--features", "faces",
+            "--visual-model", "efficientnet-lite0", "--json")  # fmt: skip
+    first = run_emo(*args, "-q", "--visual-runtime", "torch")
+    assert first.returncode == 0, first.stderr
+    assert "visual_runtime" not in FeatureStore.open(out).config  # recorded as before the option existed
+    again = run_emo(*args)
+    assert again.returncode == 0, again.stderr
+    assert "--visual-runtime auto is torch, as the store was extracted" in again.stderr
+    report = json.loads(again.stdout)
+    assert (report["n_already_done"], report["n_written"]) == (4, 0)
+
+
 # --- the visual pass in this process ----------------------------------------------------------------------
 
 
@@ -399,7 +416,7 @@ def test_efficientnet_runs_in_onnx_runtime_with_torchs_embeddings(av_dataset: Pa
             extractors[0].attrs()["model"],
         )
     (onnx, recorded), (eager, eager_recorded) = embedded["onnxruntime"], embedded["torch"]
-    assert onnx.shape == eager.shape == (8, 1280)
+    assert onnx.shape == eager.shape == (8, 1280) and not np.array_equal(onnx, eager)  # both runtimes ran
     cosine = (onnx * eager).sum(1) / (np.linalg.norm(onnx, axis=1) * np.linalg.norm(eager, axis=1))
     assert cosine.min() >= 0.999
     assert recorded["runtime"]["runtime"] == "onnxruntime" and "ONNX Runtime" in recorded["numerics"]

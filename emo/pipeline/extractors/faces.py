@@ -207,6 +207,10 @@ class VideoExtractor(Extractor):
                 "face detection needs MTCNN from facenet-pytorch (its weights ship in the wheel): "
                 "pip install facenet-pytorch==2.5.3"
             )
+        if self.uses_backbone and self.config.section(VisualOptions).visual_runtime == "onnxruntime":
+            from emo.pipeline.onnx_backbone import require_onnx
+
+            require_onnx()
 
     def setup(self) -> None:
         self.visual.setup()
