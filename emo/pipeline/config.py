@@ -47,14 +47,21 @@ AUTO_OPTIONS = ("visual_precision", "visual_runtime")
 def resume_choices(values: dict[str, Any], recorded: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """``values`` (option name -> value) with each :data:`AUTO_OPTIONS` left at ``auto`` set to what the config
     ``recorded`` in a store holds (an absent key: its :data:`LEGACY_VALUES`), so that running the same command
-    again resumes a store extracted before ``auto`` changed; and a note per option so set."""
-    if recorded is None:
+    again resumes a store extracted before ``auto`` changed; and a note per option so set. Only for the backbone
+    the store was extracted with: ``auto`` is a choice per backbone (another one is refused as another
+    configuration anyway)."""
+    if recorded is None or values.get("visual_model") != recorded.get("visual_model"):
         return values, []
+    from emo.pipeline.backbones import get_backbone
+
+    backbone = get_backbone(str(values["visual_model"]))
     out, notes = dict(values), []
     for key in AUTO_OPTIONS:
         if out.get(key) == "auto":
             out[key] = recorded.get(key, LEGACY_VALUES[key])
-            notes.append(f"--{key.replace('_', '-')} auto is {out[key]}, as the store was extracted")
+            now = backbone.precision if key == "visual_precision" else backbone.runtime
+            if out[key] != now:  # said only where it is not what `auto` means today
+                notes.append(f"--{key.replace('_', '-')} auto is {out[key]}, as the store was extracted")
     return out, notes
 
 

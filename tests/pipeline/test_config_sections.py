@@ -73,3 +73,21 @@ def test_every_section_option_is_an_extract_option() -> None:
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             assert (flag in result.output) == f.metadata.get("cli", True), flag
+
+
+def test_auto_numerics_resume_what_the_store_was_extracted_with() -> None:
+    from emo.pipeline.config import resume_choices
+
+    auto = {"visual_model": "efficientnet-lite0", "visual_precision": "auto", "visual_runtime": "auto"}
+    # a store from before --visual-runtime (nothing recorded: torch); said, since auto now means ONNX Runtime
+    values, notes = resume_choices(auto, {"visual_model": "efficientnet-lite0"})
+    assert (values["visual_precision"], values["visual_runtime"]) == ("fp32", "torch")
+    assert notes == ["--visual-runtime auto is torch, as the store was extracted"]
+    # what was asked stays; nothing to resume, or another backbone (refused later as another configuration)
+    explicit = {**auto, "visual_runtime": "onnxruntime"}
+    assert resume_choices(explicit, {"visual_model": "efficientnet-lite0"})[0]["visual_runtime"] == "onnxruntime"
+    assert resume_choices(auto, None) == (auto, [])
+    assert resume_choices(auto, {"visual_model": "resnet18", "visual_precision": "bf16"}) == (auto, [])
+    # a ResNet store recorded with today's choice: resumed silently
+    resnet = {**auto, "visual_model": "resnet18"}
+    assert resume_choices(resnet, {"visual_model": "resnet18", "visual_precision": "bf16"})[1] == []
