@@ -107,6 +107,18 @@ def test_sigkill_worker_mid_run(demo_dir: Path, tmp_path: Path, kill_cluster: Da
             # once clips are committed, and while w2 holds tasks of the run
             _wait_for(driver, lambda: _rows(store) >= 2 and client.processing([address])[address], err)
             rows_at_kill = _rows(store)
+            # Frozen first, killed once the scheduler shows the same tasks on it twice in a row: they can no longer
+            # finish, and a "finished" message sent just before the freeze has been read by then. Killed at once,
+            # a worker that had just finished its task could leave the scheduler nothing of the run to requeue
+            # (seen once in 52 iterations of the fault loop under load).
+            victim.send_signal(signal.SIGSTOP)
+            seen: list[set] = []
+
+            def holds_tasks() -> bool:
+                seen.append(set(client.processing([address])[address]))
+                return len(seen) > 1 and bool(seen[-1]) and seen[-1] == seen[-2]
+
+            _wait_for(driver, holds_tasks, err)
             victim.send_signal(signal.SIGKILL)
             assert driver.wait(120) == 0, err.read_text()
         finally:
