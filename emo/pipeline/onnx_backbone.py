@@ -72,13 +72,13 @@ def export_graph(module: nn.Module, input_size: int) -> bytes:
 class OnnxBackbone:
     """ONNX Runtime session over the exported graph of a backbone: float32 NCHW batches in, features out."""
 
-    def __init__(self, module: nn.Module, input_size: int, threads: int | None = None) -> None:
+    def __init__(self, module: nn.Module, input_size: int) -> None:
         import onnxruntime as ort
         import torch
 
         graph = export_graph(module, input_size)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads or torch.get_num_threads())  # the worker's thread budget
+        options.intra_op_num_threads = torch.get_num_threads()  # the worker's thread budget
         options.inter_op_num_threads = 1
         # the arena kept ~200 MB after one batch of 32 (measured); without it a batch allocates what it needs
         options.enable_cpu_mem_arena = False
