@@ -13,6 +13,7 @@ import importlib.metadata
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -118,6 +119,13 @@ def median(values: Sequence[float]) -> float:
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Median, min and max of repeated timings (rounded for the JSON)."""
     return {"median": round(median(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def remove_store(store: Path) -> None:
+    """Delete a benchmark's store directory and the ``STORE.extract-config.toml`` that ``emo extract`` writes
+    beside it, so runs leave nothing behind under ``data/bench/stores``."""
+    shutil.rmtree(store, ignore_errors=True)
+    store.with_name(f"{store.name}.extract-config.toml").unlink(missing_ok=True)
 
 
 def measure(measure: str, how: str, value: float | None, figure: str, target: str, met: bool | None) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,18 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CACHE, PYTHON, check, log, measure, median, run_process, spread, thread_env  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    CACHE,
+    PYTHON,
+    check,
+    log,
+    measure,
+    median,
+    remove_store,
+    run_process,
+    spread,
+    thread_env,
+)
 from benchmarks.media import ravdess_dataset  # noqa: E402
 
 NAME = "extraction"
@@ -69,7 +79,7 @@ def _command(variant: str, data: Path, store: Path) -> tuple[list[str], dict[str
 
 def _one(variant: str, data: Path, n_clips: int) -> dict[str, Any]:
     store = CACHE / "stores" / f"extraction-{variant.replace(' ', '_').replace('(', '').replace(')', '')}.zarr"
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     cmd, env = _command(variant, data, store)
     proc = check(run_process(cmd, env=env, sample_s=None), variant)
     report = json.loads(proc.stdout[proc.stdout.index("{") :])
@@ -78,7 +88,7 @@ def _one(variant: str, data: Path, n_clips: int) -> dict[str, Any]:
     ):
         raise RuntimeError(f"{variant}: not every clip was extracted: {report['status']}")
     stages = report["stage_seconds"]
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     return {
         "variant": variant,
         "media_s": media_seconds(data),

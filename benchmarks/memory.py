@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CACHE, PYTHON, check, log, measure, run_process, thread_env  # noqa: E402
+from benchmarks.common import CACHE, PYTHON, check, log, measure, remove_store, run_process, thread_env  # noqa: E402
 from benchmarks.media import long_clip  # noqa: E402
 
 NAME = "memory"
@@ -35,12 +34,12 @@ def run(quick: bool) -> list[dict]:
     log(f"memory: preparing a {seconds:g} s 720p clip")
     data = long_clip(seconds)
     store = CACHE / "stores" / "memory.zarr"
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     exe = Path(PYTHON).with_name("emo")
     cmd = [str(exe) if exe.exists() else "emo", "extract", str(data), "-o", str(store), *MODEL_ARGS, "--json", "-q"]
     proc = check(run_process(cmd, env=thread_env(None)), "emo extract (memory)")
     report = json.loads(proc.stdout[proc.stdout.index("{") :])
-    shutil.rmtree(store, ignore_errors=True)
+    remove_store(store)
     if report["status"]["video"].get("ok") != 1:
         raise RuntimeError(f"the long clip was not extracted: {report['status']}")
     log(f"memory: peak RSS of the process tree {proc.peak_rss_bytes / 1e9:.2f} GB, {proc.wall_s:.0f} s")
