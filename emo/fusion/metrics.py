@@ -37,6 +37,12 @@ import numpy as np
 from scipy import stats
 
 _PER_CLASS = ("precision", "recall", "f1", "support")
+#: The range each metric of this module can take; a summary's interval is cut to it.
+_UNIT_RANGE = (0.0, 1.0)
+_RANGES: dict[str, tuple[float, float]] = {
+    "log_loss": (0.0, math.inf),
+    "support": (0.0, math.inf),
+}
 
 
 def classification_metrics(
@@ -119,8 +125,14 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], confidence: float = 0.95) 
     size) is not a metric and is not summarised. Per-class scalars are summarised the same way under
     ``per_class``.
 
-    Returns ``{metric: {mean, std, n, ci, confidence, single_run}, ..., "per_class": {label: {metric: ...}},
-    "n_runs": k}``.
+    The t-interval of a bounded metric can leave its range (UA 0.5 and 0.7 over two seeds give
+    [-0.67, 1.87]); ``ci`` is then cut to the range (UA, accuracy, F1, precision, recall, ROC AUC: [0, 1];
+    ``log_loss``, ``support``: [0, inf); other names are not cut). The metric's true value lies in its range,
+    so the cut interval covers it exactly as often. ``ci_raw`` keeps the t-interval, and ``ci_truncated``
+    says whether the two differ.
+
+    Returns ``{metric: {mean, std, n, ci, ci_raw, ci_truncated, confidence, single_run}, ...,
+    "per_class": {label: {metric: ...}}, "n_runs": k}``.
     """
     if not runs:
         raise ValueError("summarize_runs needs at least one run")
@@ -130,7 +142,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], confidence: float = 0.95) 
             continue
         values = [run.get(key) for run in runs]
         if all(v is None or _is_scalar(v) for v in values):
-            summary = _summary([v for v in values if v is not None], confidence)
+            summary = _summary([v for v in values if v is not None], confidence, _range(key))
             if summary is not None:
                 out[key] = summary
     per_class: dict[str, dict[str, Any]] = {}
@@ -144,7 +156,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], confidence: float = 0.95) 
             values = [
                 run["per_class"][label].get(metric) for run in runs if label in (run.get("per_class") or {})
             ]
-            summary = _summary([v for v in values if _is_scalar(v)], confidence)
+            summary = _summary([v for v in values if _is_scalar(v)], confidence, _range(metric))
             if summary is None:
                 del metrics[metric]
             else:
@@ -155,7 +167,20 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], confidence: float = 0.95) 
     return out
 
 
-def _summary(values: list[float], confidence: float) -> dict[str, Any] | None:
+def _range(metric: str) -> tuple[float, float] | None:
+    """The values ``metric`` can take if this module computes it, else None (a caller's own metric)."""
+    if metric in _RANGES:
+        return _RANGES[metric]
+    known = ("accuracy", "balanced_accuracy", "ua", "wa", "wf1", "wa_eq6", "roc_auc_macro", "precision", "recall",
+             "f1")
+    if metric in known or metric.startswith(("precision_", "recall_", "f1_")):
+        return _UNIT_RANGE
+    return None
+
+
+def _summary(
+    values: list[float], confidence: float, bounds: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
     if not values:
         return None
     arr = np.asarray(values, dtype=float)
@@ -166,16 +191,22 @@ def _summary(values: list[float], confidence: float) -> dict[str, Any] | None:
             "std": 0.0,
             "n": 1,
             "ci": [mean, mean],
+            "ci_raw": [mean, mean],
+            "ci_truncated": False,
             "confidence": confidence,
             "single_run": True,
         }
     std = float(arr.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, arr.size - 1) * std / math.sqrt(arr.size))
+    raw = [mean - half, mean + half]
+    ci = [max(raw[0], bounds[0]), min(raw[1], bounds[1])] if bounds else list(raw)
     return {
         "mean": mean,
         "std": std,
         "n": int(arr.size),
-        "ci": [mean - half, mean + half],
+        "ci": ci,
+        "ci_raw": raw,
+        "ci_truncated": ci != raw,
         "confidence": confidence,
         "single_run": False,
     }

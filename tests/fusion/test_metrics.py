@@ -117,18 +117,34 @@ def test_outputs_are_plain_json() -> None:
 
 
 def test_confidence_interval_on_known_numbers() -> None:
-    runs = [{"accuracy": v, "n": 10} for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
-    s = summarize_runs(runs)["accuracy"]
+    runs = [{"log_loss": v, "n": 10} for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    s = summarize_runs(runs)["log_loss"]
     t_975_4 = 2.7764451051977987  # Student t quantile, 4 degrees of freedom
     half = t_975_4 * math.sqrt(2.5) / math.sqrt(5)
     assert s["mean"] == pytest.approx(3.0)
     assert s["std"] == pytest.approx(math.sqrt(2.5))
     assert s["n"] == 5
-    assert s["ci"] == pytest.approx([3.0 - half, 3.0 + half])
+    assert s["ci"] == s["ci_raw"] == pytest.approx([3.0 - half, 3.0 + half])
+    assert s["ci_truncated"] is False
     assert s["single_run"] is False
     assert "n" not in summarize_runs(runs)
-    two = summarize_runs([{"f1_macro": 0.5}, {"f1_macro": 0.7}])["f1_macro"]
-    assert two["ci"] == pytest.approx([0.6 - 12.706204736174698 * 0.1, 0.6 + 12.706204736174698 * 0.1])
+
+
+def test_interval_of_a_bounded_metric_stays_in_its_range() -> None:
+    two = summarize_runs([{"f1_macro": 0.5, "log_loss": 0.1, "mine": 0.5}, {"f1_macro": 0.7, "log_loss": 0.3,
+                                                                            "mine": 0.7}])
+    t_975_1 = 12.706204736174698  # Student t quantile, 1 degree of freedom
+    raw = [0.6 - t_975_1 * 0.1, 0.6 + t_975_1 * 0.1]
+    assert two["f1_macro"]["ci_raw"] == pytest.approx(raw)
+    assert two["f1_macro"]["ci"] == [0.0, 1.0]
+    assert two["f1_macro"]["ci_truncated"] is True
+    assert two["log_loss"]["ci"] == pytest.approx([0.0, 0.2 + t_975_1 * 0.1])  # no upper bound
+    assert two["mine"]["ci"] == pytest.approx(raw) and two["mine"]["ci_truncated"] is False  # not emo's metric
+    runs = [classification_metrics(*predictions(seed)[:2], LABELS) for seed in range(2)]
+    for metrics in [summarize_runs(runs)] + list(summarize_runs(runs)["per_class"].values()):
+        for name, summary in metrics.items():
+            if isinstance(summary, dict) and "ci" in summary and name != "support":
+                assert 0.0 <= summary["ci"][0] <= summary["mean"] <= summary["ci"][1] <= 1.0, name
 
 
 def test_single_run_and_missing_values() -> None:
@@ -138,6 +154,8 @@ def test_single_run_and_missing_values() -> None:
         "std": 0.0,
         "n": 1,
         "ci": [0.8, 0.8],
+        "ci_raw": [0.8, 0.8],
+        "ci_truncated": False,
         "confidence": 0.95,
         "single_run": True,
     }
