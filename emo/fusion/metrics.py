@@ -37,12 +37,13 @@ import numpy as np
 from scipy import stats
 
 _PER_CLASS = ("precision", "recall", "f1", "support")
-#: The range each metric of this module can take; a summary's interval is cut to it.
-_UNIT_RANGE = (0.0, 1.0)
-_RANGES: dict[str, tuple[float, float]] = {
-    "log_loss": (0.0, math.inf),
-    "support": (0.0, math.inf),
-}
+#: The metrics of this module that lie in [0, 1] (with the ``precision_``/``recall_``/``f1_`` averages) and those
+#: in [0, inf); a summary's interval is cut to the metric's range.
+_UNIT_METRICS = frozenset(
+    {"accuracy", "balanced_accuracy", "ua", "wa", "wf1", "wa_eq6", "roc_auc_macro", "precision", "recall", "f1"}
+)
+_UNIT_PREFIXES = ("precision_", "recall_", "f1_")
+_NON_NEGATIVE_METRICS = frozenset({"log_loss", "support"})
 
 
 def classification_metrics(
@@ -169,12 +170,10 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]], confidence: float = 0.95) 
 
 def _range(metric: str) -> tuple[float, float] | None:
     """The values ``metric`` can take if this module computes it, else None (a caller's own metric)."""
-    if metric in _RANGES:
-        return _RANGES[metric]
-    known = ("accuracy", "balanced_accuracy", "ua", "wa", "wf1", "wa_eq6", "roc_auc_macro", "precision", "recall",
-             "f1")
-    if metric in known or metric.startswith(("precision_", "recall_", "f1_")):
-        return _UNIT_RANGE
+    if metric in _UNIT_METRICS or metric.startswith(_UNIT_PREFIXES):
+        return (0.0, 1.0)
+    if metric in _NON_NEGATIVE_METRICS:
+        return (0.0, math.inf)
     return None
 
 
