@@ -181,9 +181,12 @@ class DaskProcesses:
             )
         )
 
-    def add_worker(self, name: str, *extra: str, nanny: bool = False) -> subprocess.Popen:
+    def add_worker(
+        self, name: str, *extra: str, nanny: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         """Start ``dask worker`` (one process, or with ``nanny`` a nanny process that restarts its worker
-        process when it dies or exceeds ``--memory-limit``); its output goes to ``worker-NAME.log``."""
+        process when it dies or exceeds ``--memory-limit``) in ``env`` (default: this process's environment);
+        its output goes to ``worker-NAME.log``."""
         log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -205,6 +208,7 @@ class DaskProcesses:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
         self.procs.append(proc)
         self.workers.append(proc)

@@ -131,8 +131,9 @@ class ExtractCommand(click.Command):
               help="Where the models run; cuda sends their tasks to workers advertising a GPU resource "
               "(auto: cuda if the cluster has such workers with CUDA).")
 @click.option("--offline", is_flag=True,
-              help="Never download weights (as HF_HUB_OFFLINE=1): a model not on this machine stops the run before "
-              "any work, naming `emo models fetch`.")
+              help="Never download weights (as HF_HUB_OFFLINE=1), here or on the workers of a --scheduler cluster: a "
+              "model missing here stops the run before any work, one missing on a worker when it loads its models; "
+              "the message names `emo models fetch`.")
 @click.option("--overwrite", is_flag=True, help="Delete the store's contents and start fresh.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any clip failed.")
 @click.option("--strict-partial", is_flag=True,
@@ -171,7 +172,7 @@ def extract(
 
     Re-running the same command resumes: clips already in the store are skipped.
     """
-    if offline:  # before the hub client is imported (it reads the variable once); workers inherit it
+    if offline:  # before the hub client is imported (it reads the variable once); extract() tells the workers
         os.environ["HF_HUB_OFFLINE"] = "1"
     from emo.features_store.location import parse_storage_options
     from emo.pipeline import ClusterOptions, ExtractionConfig
@@ -227,6 +228,7 @@ def extract(
             progress=progress.update,
             on_start=progress.start,
             device=device,
+            offline=offline,
         )
     if "://" not in store:  # a store on a server keeps its own record (the config in its attributes) only
         where = Path(store.rstrip("/\\"))

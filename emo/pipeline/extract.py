@@ -29,6 +29,7 @@ from emo.features_store.schema import (
 )
 from emo.features_store.writer import StoreWriter
 from emo.interrupt import deferred_interrupt
+from emo.pipeline import weights
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import DatasetScan, scan_dataset
 from emo.pipeline.devices import check_device, embedded_gpu_workers, gpu_workers
@@ -166,6 +167,7 @@ def _cluster_start(
     device: str,
     needs_models: bool,
     config: ExtractionConfig,
+    offline: bool,
 ) -> ClusterStart | None:
     """Workers for ``n_clips`` clips, starting in the background and closed with ``stack`` (None when there is
     nothing to extract)."""
@@ -174,7 +176,7 @@ def _cluster_start(
     options = (cluster or ClusterOptions()).for_clips(n_clips)
     if not options.scheduler and embedded_gpu_workers(device, needs_models):
         options = dataclasses.replace(options, gpu_resource=True)
-    start = ClusterStart(options, config, device, needs_models)
+    start = ClusterStart(options, config, device, needs_models, offline)
     stack.callback(start.close)
     return start
 
@@ -199,6 +201,7 @@ def extract(
     on_start: Callable[[DatasetScan, int, str | None], None] | None = None,
     flush_seconds: float = 30.0,
     device: str = "auto",
+    offline: bool = False,
 ) -> ExtractionReport:
     """Extract every clip of ``dataset_dir`` into the store at ``store``.
 
@@ -206,24 +209,28 @@ def extract(
     written with another unless ``overwrite``. ``progress(done, total)`` is called after each clip is
     handed to the writer; ``on_start(scan, n_todo, dashboard_link)`` once the cluster is up. ``device``
     (cpu, cuda, auto) is where the model stages run (``devices.py``). Missing models stop the run before the
-    store is touched; the config records the sha256 of every model file (:func:`pin_config`).
+    store is touched; the config records the sha256 of every model file (:func:`pin_config`). ``offline`` (or
+    ``$HF_HUB_OFFLINE`` here): no model is downloaded, here or on any worker, even one of a ``--scheduler``
+    cluster whose environment allows downloads.
     """
     config = config or ExtractionConfig()
     started = time.monotonic()
+    offline = offline or weights.offline()
     check_device(device)
     extractor_classes(config)  # unknown tokens are a usage error before anything else
     scan = scan_dataset(dataset_dir, dataset)
-    config = pin_config(config)
-    extractors = build_extractors(config)
-    for ex in extractors:
-        ex.preflight()
+    with weights.no_downloads(offline):
+        config = pin_config(config)
+        extractors = build_extractors(config)
+        for ex in extractors:
+            ex.preflight()
     needs_models = any(ex.uses_model for ex in extractors)
     location = parse_location(store, storage_options)
     with ExitStack() as stack:
         # Workers start and load their models while this process describes the arrays and opens the store,
         # unless a peek at the store says there is nothing to do or its writer will refuse it.
         expected = _expected_clips(location, scan, config.hash(), overwrite)
-        early = _cluster_start(stack, cluster, expected, device, needs_models, config)
+        early = _cluster_start(stack, cluster, expected, device, needs_models, config, offline)
         if early is not None:
             # What this process does next (openSMILE's set-up, Zarr) would hold the GIL and a core while the
             # cluster starts (0.6 s later on 2 cores); once it is up, it overlaps the workers' model loading.
@@ -275,7 +282,7 @@ def extract(
             if progress is not None:
                 progress(report.n_written, len(todo))
 
-        start = early or _cluster_start(stack, cluster, len(todo), device, needs_models, config)
+        start = early or _cluster_start(stack, cluster, len(todo), device, needs_models, config, offline)
         try:  # Ctrl-C while the workers load their models or extract: the rows received so far are committed
             if needs_models and not start.done():
                 log.info("waiting for the workers to load their models")
@@ -288,7 +295,7 @@ def extract(
             size = batch_size or default_batch_size(len(todo), workers)
             if on_start is not None:
                 on_start(scan, len(todo), client.dashboard_link)
-            run_batches(client, todo, config, size, on_result, plan=plan)
+            run_batches(client, todo, config, size, on_result, plan=plan, offline=offline)
         except KeyboardInterrupt:
             report.interrupted = True
             log.warning("interrupted: committing the clips received and stopping the workers")

@@ -31,7 +31,7 @@ from distributed.client import ClosedClientError, FutureCancelledError
 from distributed.gc import disable_gc_diagnosis
 from distributed.scheduler import KilledWorker
 
-from emo.errors import EmoError, UsageError
+from emo.errors import EmoError, MissingModelError, UsageError
 from emo.features_store.clip_result import ClipResult
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.dask_records import InterruptedSync, RecomputedResult, ReconnectCancelled, logs_filtered
@@ -41,6 +41,7 @@ from emo.pipeline.extractors import Extractor, build_extractors
 from emo.pipeline.heap import release_free_memory
 from emo.pipeline.process import failure_result, process_clips
 from emo.pipeline.timing import record_pending
+from emo.pipeline.weights import no_downloads
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +68,24 @@ def worker_extractors(config: ExtractionConfig, device: str = "cpu") -> list[Ext
 
 class ExtractorSetup(WorkerPlugin):
     """Dask worker plugin: loads and warms up the extractors when a worker starts (or joins later); when the
-    run's tasks need a GPU, only on workers advertising one (the others never receive them)."""
+    run's tasks need a GPU, only on workers advertising one (the others never receive them). ``offline``: a
+    model missing on the worker is an error, never a download (``emo extract --offline``)."""
 
-    def __init__(self, config: ExtractionConfig, plan: DevicePlan) -> None:
+    def __init__(self, config: ExtractionConfig, plan: DevicePlan, offline: bool = False) -> None:
         self.config = config
         self.plan = plan
+        self.offline = offline
         self.name = f"emo-extractors-{config.hash()}-{plan.device}-{'gpu' if plan.gpu_resource else 'any'}"
 
     def setup(self, worker: Any) -> None:
         if self.plan.gpu_resource and not worker.state.total_resources.get(GPU_RESOURCE):
             return
-        worker_extractors(self.config, self.plan.device)
+        with no_downloads(self.offline):
+            try:
+                worker_extractors(self.config, self.plan.device)
+            except MissingModelError as e:  # on a --scheduler cluster: another machine than the driver's checked
+                where = "a worker" if worker is None else f"worker {worker.name} ({worker.address})"
+                raise MissingModelError(f"{where} cannot load its models: {e}") from e
         gc.collect()
         release_free_memory()  # the models' warm-up passes freed their activations
         # A worker process's models and libraries live as long as it does: keep them out of every later garbage
@@ -105,11 +113,15 @@ STARTED_TOPIC = "emo-extract-started"
 MAX_REQUEUES = 3
 
 
-def extract_batch(records: Sequence[ClipRecord], config: ExtractionConfig, device: str = "cpu") -> TaskResult:
-    """Dask task: process a batch of clips with this worker's extractors."""
+def extract_batch(
+    records: Sequence[ClipRecord], config: ExtractionConfig, device: str = "cpu", offline: bool = False
+) -> TaskResult:
+    """Dask task: process a batch of clips with this worker's extractors (loaded without downloads when
+    ``offline``)."""
     worker = get_worker()
     worker.log_event(STARTED_TOPIC, worker.get_current_task())
-    extractors = worker_extractors(config, device)
+    with no_downloads(offline):
+        extractors = worker_extractors(config, device)
     return TaskResult(worker=str(worker.name), results=process_clips(records, extractors, config))
 
 
@@ -245,9 +257,18 @@ class ClusterStart:
     the run's extractors (:class:`ExtractorSetup`; workers joining later load them on arrival), on a
     background thread: workers start and load their models while the driver describes the arrays and opens
     the store. :meth:`result` waits and raises what the start raised; :meth:`release` begins the shutdown
-    and :meth:`close` finishes it, without waiting for models still loading."""
+    and :meth:`close` finishes it, without waiting for models still loading. ``offline``: the workers load
+    their models without downloading any."""
 
-    def __init__(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
+    def __init__(
+        self,
+        options: ClusterOptions,
+        config: ExtractionConfig,
+        device: str,
+        needs_models: bool,
+        offline: bool = False,
+    ) -> None:
+        self.offline = offline
         self._stack = ExitStack()
         self._client: Client | None = None
         self._ready: tuple[Client, DevicePlan] | None = None
@@ -271,7 +292,7 @@ class ClusterStart:
             if self._closing.is_set():
                 return
             plan = resolve_device(client, device, needs_models)
-            client.register_plugin(ExtractorSetup(config, plan))
+            client.register_plugin(ExtractorSetup(config, plan, self.offline))
             self._ready = (client, plan)
         except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread by result()
             self._error = exc
@@ -340,6 +361,7 @@ def run_batches(
     on_result: Callable[[ClipResult, str], None],
     window: int | None = None,
     plan: DevicePlan | None = None,
+    offline: bool = False,
 ) -> None:
     """Process ``records`` in batches on the cluster, calling ``on_result(result, worker_name)`` in dataset order.
 
@@ -348,7 +370,8 @@ def run_batches(
     or the task raised) is split into one task per clip; a clip that still fails alone is returned as failed
     with the reason, so one poison clip cannot sink the run.
 
-    Workers load their extractors on their first task when :class:`ClusterStart` has not already had them do so.
+    Workers load their extractors on their first task when :class:`ClusterStart` has not already had them do so
+    (without downloading any model when ``offline``).
 
     Dask blames a dead worker on every task assigned to it (``KilledWorker`` after ``allowed-failures`` + 1
     deaths), including tasks that were only queued behind the one that killed it. Tasks announce when they
@@ -381,6 +404,7 @@ def run_batches(
             recs,
             config,
             plan.device,
+            offline,
             pure=False,
             retries=1,
             key=key,

@@ -13,11 +13,13 @@ offline (:func:`offline`): then the caller's message names ``emo models fetch``.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "fetch_url",
     "find_source",
     "hub_repo",
+    "no_downloads",
     "offline",
     "register_weights",
     "sources",
@@ -45,9 +48,24 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 _HF_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
 
 
+_NO_DOWNLOADS: contextvars.ContextVar[bool] = contextvars.ContextVar("emo_no_downloads", default=False)
+
+
 def offline() -> bool:
-    """True when the user asked for no downloads: ``$HF_HUB_OFFLINE`` (what ``emo extract --offline`` sets)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+    """True when the user asked for no downloads: ``$HF_HUB_OFFLINE`` (what ``emo extract --offline`` sets in
+    its own process), or inside :func:`no_downloads`."""
+    return _NO_DOWNLOADS.get() or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+@contextmanager
+def no_downloads(enabled: bool = True) -> Iterator[None]:
+    """Within the block :func:`offline` is True when ``enabled``: how ``emo extract --offline`` reaches the
+    workers of a cluster it did not start, without changing the environment of a process other runs share."""
+    token = _NO_DOWNLOADS.set(enabled or _NO_DOWNLOADS.get())
+    try:
+        yield
+    finally:
+        _NO_DOWNLOADS.reset(token)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import emo_cmd, run_emo
+from conftest import DaskProcesses, emo_cmd, run_emo
 from weights_server import WeightsServer, model_files
 
 
@@ -120,6 +120,32 @@ def test_extract_fetches_on_first_use_unless_offline(tmp_path: Path, server, sma
     r = emo(env, "extract", str(small_demo_dir), "-o", str(store), "--features", "face", "--offline")
     assert r.returncode != 0 and "not available offline" in r.stderr and "emo models fetch resnet18" in r.stderr
     assert s.requests == [] and not store.exists()
+
+
+def test_offline_holds_on_the_workers_of_a_scheduler(tmp_path: Path, server, small_demo_dir: Path) -> None:
+    """A `--scheduler` worker whose environment allows downloads fetches nothing when the run is --offline."""
+    s, url = server
+    s.files["/mirror/resnet18-f37072fd.pth"] = b"not resnet18" * 1000
+    driver = online(tmp_path / "driver")  # has the checkpoint: the driver's preflight passes
+    present = Path(driver["TORCH_HOME"]) / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    present.parent.mkdir(parents=True)
+    present.write_bytes(b"resnet18 on the driver's machine")
+    cluster = DaskProcesses(tmp_path)
+    try:
+        cluster.add_worker("w", env=online(tmp_path / "worker", EMO_WEIGHTS_MIRROR=f"{url}/mirror"))
+        cluster.wait_for_workers(1)
+        args = ["--features", "face", "--scheduler", cluster.address]
+        r = emo(driver, "extract", str(small_demo_dir), "-o", str(tmp_path / "a.zarr"), *args, "--offline")
+        assert r.returncode != 0 and "worker w (tcp://127.0.0.1:" in r.stderr, r.stderr
+        assert "cannot load its models: ImageNet weights for resnet18 are not available offline" in r.stderr
+        assert "emo models fetch resnet18" in r.stderr and "Traceback" not in r.stderr
+        assert s.requests == []
+        # the premise: without --offline the same worker downloads (the mirror's file then fails its hash check)
+        r = emo(driver, "extract", str(small_demo_dir), "-o", str(tmp_path / "b.zarr"), *args)
+        assert r.returncode != 0 and "does not start with f37072fd" in r.stderr, r.stderr
+        assert s.requests and set(s.requests) == {"/mirror/resnet18-f37072fd.pth"}
+    finally:
+        cluster.close()
 
 
 def test_text_model_fetched_from_the_hub_on_first_use(tmp_path: Path, server, small_demo_dir: Path) -> None:
