@@ -8,7 +8,9 @@ every 10th clip (1,000). Vector heads get the pooled features (audio/mfcc + audi
 video/summary, text/mean), sequence heads the 32-step aligned sequences with masks (audio/mfcc, video/face,
 text/tokens); the heads that convolve the clip's own frames (speech-cnn, audio-only, on its first 400 log-mel
 frames; cross-tucker's 2-D mel CNN on the frames resampled to 256) read a store with 300 mel frames per clip
-(3 s, ``benchmarks/stores.frames_store``). An epoch is the time between two of the
+(3 s, ``benchmarks/stores.frames_store``), of fewer clips unless ``--clips`` is given (``FRAME_SETTINGS``: their
+epoch is the papers' convolutions over every frame, 6-12 minutes per 10,000 clips on 2 cores, so the table
+gives their seconds per epoch with the number of clips they ran on). An epoch is the time between two of the
 trainer's epoch callbacks; the first epoch (which also pays standardisation and head construction) is left
 out and the median of the others reported. torch uses its default threads (every core). ``--device cuda``
 trains on the GPU instead (``benchmarks/gpu.py`` runs it there); the default is the CPU.
@@ -35,6 +37,8 @@ from benchmarks.stores import frames_store, fusion_store  # noqa: E402
 NAME = "fusion_epoch"
 #: clips, epochs per head (the first one is not counted)
 SETTINGS = {"quick": (10_000, 2), "full": (10_000, 4)}
+#: the same for the heads that convolve the clip's own frames (speech-cnn, cross-tucker)
+FRAME_SETTINGS = {"quick": (500, 2), "full": (1_000, 3)}
 TARGET_HEAD = "attention"
 TARGET_S = 0.5
 
@@ -101,13 +105,18 @@ def run(
     from emo.features_store import FeatureStore
     from emo.fusion.heads import HEADS, input_kinds
 
-    n_clips, epochs = SETTINGS["quick" if quick else "full"]
-    n_clips = clips or n_clips
-    fs = FeatureStore.open(str(fusion_store(n_clips)))
+    setting = "quick" if quick else "full"
+    fs = None
     rows = []
     for method in methods or list(HEADS):
         reads_frames = any(k.startswith("frames") for k in input_kinds(method, {}).values())
-        store = FeatureStore.open(str(frames_store(n_clips))) if reads_frames else fs
+        n_clips, epochs = (FRAME_SETTINGS if reads_frames else SETTINGS)[setting]
+        n_clips = clips or n_clips
+        if reads_frames:
+            store = FeatureStore.open(str(frames_store(n_clips)))
+        else:
+            fs = fs or FeatureStore.open(str(fusion_store(n_clips)))
+            store = fs
         for precision in precisions:
             row = time_head(store, method, epochs, device, precision)
             log(f"fusion_epoch: {method} ({precision}): {row['epoch_s']['median']:.2f} s/epoch")
@@ -115,17 +124,22 @@ def run(
     return rows
 
 
+def _epoch(row: dict, clips: int) -> str:
+    """A head's seconds per epoch, with its number of training clips when they differ from the target head's."""
+    n = row.get("train_clips", clips)
+    return f"{row['method']} {row['epoch_s']['median']:.2f}" + (f" ({n:,} clips)" if n != clips else "")
+
+
 def summary(rows: list[dict]) -> list[dict]:
     by = {r["method"]: r for r in rows if r.get("precision", "fp32") == "fp32"}
-    others = ", ".join(f"{m} {r['epoch_s']['median']:.2f}" for m, r in by.items() if m != TARGET_HEAD)
-    bf16 = [r for r in rows if r.get("precision") == "bf16"]
-    if bf16:
-        others += "; with --precision bf16: " + ", ".join(
-            f"{r['method']} {r['epoch_s']['median']:.2f}" for r in bf16
-        )
     target = by.get(TARGET_HEAD)
     if target is None:
         return []
+    clips = target["train_clips"]
+    others = ", ".join(_epoch(r, clips) for m, r in by.items() if m != TARGET_HEAD)
+    bf16 = [r for r in rows if r.get("precision") == "bf16"]
+    if bf16:
+        others += "; with --precision bf16: " + ", ".join(_epoch(r, clips) for r in bf16)
     s = target["epoch_s"]["median"]
     return [
         measure(
@@ -150,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--methods", help="comma-separated heads (default: all)")
-    parser.add_argument("--clips", type=int, help="clips in the store (default 10,000)")
+    parser.add_argument(
+        "--clips", type=int, help="clips in the store (default 10,000; 1,000 for the heads that convolve frames)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the heads train")
     parser.add_argument(
         "--precision", default="fp32", help="comma-separated training precisions among fp32, bf16 (each head in each)"
