@@ -268,7 +268,6 @@ class ClusterStart:
         needs_models: bool,
         offline: bool = False,
     ) -> None:
-        self.offline = offline
         self._stack = ExitStack()
         self._client: Client | None = None
         self._ready: tuple[Client, DevicePlan] | None = None
@@ -279,11 +278,16 @@ class ClusterStart:
         self._close_thread: threading.Thread | None = None
         self._close_error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._start, args=(options, config, device, needs_models), name="emo-cluster-start", daemon=True
+            target=self._start,
+            args=(options, config, device, needs_models, offline),
+            name="emo-cluster-start",
+            daemon=True,
         )
         self._thread.start()
 
-    def _start(self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool) -> None:
+    def _start(
+        self, options: ClusterOptions, config: ExtractionConfig, device: str, needs_models: bool, offline: bool
+    ) -> None:
         try:
             try:
                 self._client = client = self._stack.enter_context(dask_client(options))
@@ -292,7 +296,7 @@ class ClusterStart:
             if self._closing.is_set():
                 return
             plan = resolve_device(client, device, needs_models)
-            client.register_plugin(ExtractorSetup(config, plan, self.offline))
+            client.register_plugin(ExtractorSetup(config, plan, offline))
             self._ready = (client, plan)
         except BaseException as exc:  # noqa: BLE001 - handed to the driver's thread by result()
             self._error = exc
