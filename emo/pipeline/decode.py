@@ -6,9 +6,12 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 
 class MediaError(Exception):
@@ -44,6 +47,10 @@ def _ffmpeg_message(exc: av.error.FFmpegError) -> str:
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    # PyAV is imported where it decodes: the extraction driver, which only lists and describes, never loads
+    # FFmpeg's libraries (15 MB resident)
+    import av
+
     if path.stat().st_size == 0:
         raise MediaError("empty file", "0 bytes")
     try:
@@ -54,6 +61,8 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def probe(path: Path) -> MediaInfo:
     """Open the container and report its streams and duration (raises MediaError if unreadable)."""
+    import av
+
     with _open(path) as container:
         duration = container.duration / av.time_base if container.duration is not None else float("nan")
         return MediaInfo(bool(container.streams.audio), bool(container.streams.video), duration)
@@ -86,6 +95,8 @@ def _decoded_frames(container: av.container.InputContainer, stream: av.stream.St
     """The decoded frames of ``stream``, the way the ``ffmpeg`` CLI decodes: a packet the decoder rejects is
     skipped and counted, decoding goes on with the next one; a read error of the container ends the stream
     (what was read is kept); the decoder is flushed at the end either way."""
+    import av
+
     packets = container.demux(stream)
     flushed = False
     while not flushed:
@@ -134,6 +145,8 @@ def decode_audio(path: Path, sample_rate: int = 16000) -> DecodedAudio:
     Damaged packets are skipped like the ``ffmpeg`` CLI does (the samples of the others are kept, in order);
     raises MediaError only when nothing decodes.
     """
+    import av
+
     stats = DecodeStats()
     with _open(path) as container:
         if not container.streams.audio:

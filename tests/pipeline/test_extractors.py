@@ -153,3 +153,37 @@ print(json.dumps({"loaded": loaded, "names": names, "extract": [extract.__module
     }
     assert seen["names"]["emo.pipeline"]["extract"] == "function" and len(seen["names"]["emo.pipeline"]) == 8
     assert seen["extract"] == ["emo.pipeline.extract", True]
+
+
+def test_the_driver_describes_every_array_without_the_feature_libraries() -> None:
+    # openSMILE's names for eGeMAPS come from a child interpreter: openSMILE, pandas and pyarrow would otherwise
+    # stay resident in the extraction driver for the whole run (0.11 GB); nothing else loads a feature library
+    script = """
+import json, sys
+from emo.errors import EmoError
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.extractors import build_extractors
+from emo.pipeline.smile_description import smile_description
+config = ExtractionConfig(egemaps_lld=True, visual_weights="random")
+specs = {s.path: s.attrs for ex in build_extractors(config) for s in ex.array_specs}
+heavy = ("opensmile", "pandas", "pyarrow", "av", "torch", "librosa", "transformers")
+try:
+    smile_description("eGeMAPSv99", ("Functionals",))
+except EmoError as e:
+    error = str(e)
+print(json.dumps({"loaded": sorted(m for m in heavy if m in sys.modules), "paths": sorted(specs),
+                  "egemaps": specs["audio/egemaps"], "lld": specs["audio/egemaps_lld"], "error": error}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert {"audio/mel", "audio/mfcc", "audio/egemaps", "video/face", "text/cls"} <= set(seen["paths"])
+    levels = opensmile.FeatureLevel
+    for attrs, level in ((seen["egemaps"], levels.Functionals), (seen["lld"], levels.LowLevelDescriptors)):
+        smile = opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02, level)
+        assert attrs["feature_names"] == list(smile.feature_names)
+        assert attrs["extractor_version"] == f"opensmile {opensmile.__version__}"
+        params = attrs["params"]
+        assert (params["feature_set"], params["feature_level"]) == (smile.feature_set.value, level.value)
+    assert len(seen["egemaps"]["feature_names"]) == 88 and len(seen["lld"]["feature_names"]) == 25
+    assert "cannot describe eGeMAPSv99" in seen["error"] and "KeyError" in seen["error"], seen["error"]

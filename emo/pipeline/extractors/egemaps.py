@@ -13,6 +13,7 @@ from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.config import Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 from emo.pipeline.extractors.mel import cleanup_params
+from emo.pipeline.smile_description import smile_description
 
 if TYPE_CHECKING:
     import opensmile
@@ -55,28 +56,31 @@ class EgemapsExtractor(Extractor):
             feature_set=opensmile.FeatureSet[FEATURE_SET], feature_level=opensmile.FeatureLevel[level]
         )
 
-    def _attrs(self, smile: opensmile.Smile) -> dict[str, object]:
-        import opensmile
+    def _levels(self) -> tuple[str, ...]:
+        return (FUNCTIONALS, LLD) if self.config.section(EgemapsOptions).egemaps_lld else (FUNCTIONALS,)
 
+    def _attrs(self, level: str) -> dict[str, object]:
+        described = smile_description(FEATURE_SET, self._levels())
+        smile = described["levels"][level]
         return {
             "extractor": "opensmile.Smile",
-            "extractor_version": f"opensmile {opensmile.__version__}",
+            "extractor_version": f"opensmile {described['version']}",
             "params": {
-                "feature_set": smile.feature_set.value,
-                "feature_level": smile.feature_level.value,
+                "feature_set": smile["feature_set"],
+                "feature_level": smile["feature_level"],
                 "sample_rate_hz": self.config.sample_rate,
                 **cleanup_params(self.config),
             },
-            "feature_names": list(smile.feature_names),
+            "feature_names": smile["feature_names"],
             "license": "openSMILE binary: audEERING research license",
         }
 
     def specs(self) -> list[FeatureSpec]:
         specs: list[FeatureSpec] = [
-            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(FUNCTIONALS)))
+            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(FUNCTIONALS))
         ]
         if self.config.section(EgemapsOptions).egemaps_lld:
-            attrs = self._attrs(self._smile(LLD))
+            attrs = self._attrs(LLD)
             attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
             attrs["frame_offset_s"] = LLD_FRAME_OFFSET_S
             attrs["time_grid"] = grid_description(self.config.align_steps)
