@@ -13,7 +13,14 @@ from typing import Any
 import click
 
 from emo.commands.config_file import config_options, write_used_config
-from emo.commands.options import LazyChoice, RegistryHelpOption, comma_list, common, storage_options_option
+from emo.commands.options import (
+    LazyChoice,
+    RegistryHelpOption,
+    comma_list,
+    common,
+    own_process,
+    storage_options_option,
+)
 from emo.pipeline.config import TRIM_SILENCE_DB
 
 log = logging.getLogger("emo")
@@ -179,8 +186,11 @@ def extract(
     from emo.pipeline import extract as run_extract
     from emo.pipeline.extract_report import print_summary
     from emo.pipeline.extractors import default_tokens
+    from emo.pipeline.heap import unmap_large_blocks
     from emo.pipeline.progress import ExtractionProgress
 
+    if own_process():  # this process drives the run: its chunk buffers go back to the OS once written
+        unmap_large_blocks()
     if trim_silence.strip().lower() in ("off", "none"):
         trim_db = None
     else:

@@ -17,6 +17,15 @@ from emo.errors import EmoError
 
 log = logging.getLogger("emo")
 
+#: ``ctx.obj`` of the console script (``emo.cli.main``): the process is emo's alone, so process-wide settings are
+#: its commands' to make. Absent where the click group runs inside another program (CliRunner, an application).
+OWN_PROCESS = "emo console script"
+
+
+def own_process() -> bool:
+    """Whether the running command is the whole process (started as ``emo ...``)."""
+    return click.get_current_context().find_root().obj == OWN_PROCESS
+
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     from rich.console import Console

@@ -32,3 +32,21 @@ def release_free_memory() -> bool:
     """Return the heap's free pages to the OS; False where the C library cannot (nothing happens then)."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+#: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def unmap_large_blocks(threshold: int = 256 << 10) -> bool:
+    """Serve every allocation of ``threshold`` bytes or more from a mapping of its own, handed back to the OS when
+    it is freed (glibc's ``M_MMAP_THRESHOLD``), for the rest of the process; False where the C library cannot.
+
+    For emo's extraction driver, not its workers: glibc raises its threshold to the largest block freed, up to
+    32 MB, and keeps later blocks below it in the heap after they are freed. The writer's chunk buffers (up to
+    17 MB each) then stay resident: 68 MB after the first commit of a 3-minute clip, 0 with this.
+    """
+    if _malloc_trim() is None:
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
