@@ -16,6 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+#: seconds the child interpreter may take (about 1 s on a quiet machine: importing openSMILE and pandas)
+CHILD_TIMEOUT_S = 300
+
 
 def describe(feature_set: str, levels: Sequence[str]) -> dict[str, Any]:
     """``{"version": ..., "levels": {level: {"feature_set", "feature_level", "feature_names"}}}``, in this process."""
@@ -40,12 +43,20 @@ def smile_description(feature_set: str, levels: tuple[str, ...]) -> dict[str, An
     if "opensmile" in sys.modules:
         return describe(feature_set, levels)
     # -P: the script's directory (emo/pipeline, whose module names are generic) stays off the child's path
-    proc = subprocess.run(
-        [sys.executable, "-P", __file__, feature_set, *levels], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        from emo.errors import EmoError  # here, not at the top: the script imports nothing of emo
+    from emo.errors import EmoError  # here, not at the top: the script imports nothing of emo
 
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-P", __file__, feature_set, *levels],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=CHILD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        what = f"openSMILE did not describe {feature_set} within {CHILD_TIMEOUT_S} s"
+        raise EmoError(f"{what} ({sys.executable})") from None
+    if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise EmoError(f"openSMILE cannot describe {feature_set} with {sys.executable}: {last}")
     return json.loads(proc.stdout)
