@@ -246,9 +246,10 @@ def run_process(
                     rss[p] = p.memory_info().rss
                 except psutil.Error:
                     continue
-            if sum(rss.values()) > peak["rss"]:
+            total = sum(rss.values())
+            if total > peak["rss"]:
                 per = {tree[p][0]: {**tree[p][1], "rss": v} for p, v in rss.items()}  # pss/anon: the tree's reading
-                peak.update(rss=sum(rss.values()), n=len(rss), per=per)
+                peak.update(rss=total, n=len(rss), per=per)
             stop.wait(rss_sample_s)
 
     sampler = threading.Thread(target=sample, daemon=True)

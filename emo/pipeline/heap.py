@@ -16,23 +16,23 @@ import ctypes
 import ctypes.util
 import functools
 import platform
-from collections.abc import Callable
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (``malloc_trim`` and ``mallopt`` are glibc's), else None."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None  # musl, macOS and Windows allocators have no such call (and return memory by themselves)
+        return None  # musl, macOS and Windows allocators have no such calls (and return memory by themselves)
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
 
 
 def release_free_memory() -> bool:
     """Return the heap's free pages to the OS; False where the C library cannot (nothing happens then)."""
-    trim = _malloc_trim()
-    return bool(trim(0)) if trim is not None else False
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 #: glibc's ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h)
@@ -47,7 +47,5 @@ def unmap_large_blocks(threshold: int = 256 << 10) -> bool:
     32 MB, and keeps later blocks below it in the heap after they are freed. The writer's chunk buffers (up to
     17 MB each) then stay resident: 68 MB after the first commit of a 3-minute clip, 2 MB with this.
     """
-    if _malloc_trim() is None:
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    libc = _glibc()
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) if libc is not None else False
