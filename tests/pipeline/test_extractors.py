@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import librosa
 import numpy as np
@@ -16,6 +17,7 @@ from emo.pipeline.audio import normalize, spectral_subtraction
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.datasets import ClipRecord
 from emo.pipeline.extractors import Clip, build_extractors
+from emo.pipeline.opensmile_api import FEATURE_LEVELS, FEATURE_SETS, SmileFeatures
 from emo.pipeline.synthetic import speech_like
 
 SR = 16000
@@ -156,17 +158,17 @@ print(json.dumps({"loaded": loaded, "names": names, "extract": [extract.__module
 
 
 def test_the_driver_describes_every_array_without_the_feature_libraries() -> None:
-    # openSMILE's names for eGeMAPS come from a child interpreter: openSMILE, pandas and pyarrow would otherwise
-    # stay resident in the extraction driver for the whole run (0.11 GB); nothing else loads a feature library
+    # openSMILE's names for eGeMAPS come from SMILEapi, not from the opensmile package, whose front end brings
+    # pandas and pyarrow (0.11 GB held by the extraction driver for the whole run); nothing loads a feature library
     script = """
 import json, sys
 from emo.errors import EmoError
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors import build_extractors
-from emo.pipeline.smile_description import smile_description
+from emo.pipeline.opensmile_api import smile_description
 config = ExtractionConfig(egemaps_lld=True, visual_weights="random")
 specs = {s.path: s.attrs for ex in build_extractors(config) for s in ex.array_specs}
-heavy = ("opensmile", "pandas", "pyarrow", "av", "torch", "librosa", "transformers")
+heavy = ("opensmile", "pandas", "pyarrow", "audformat", "av", "torch", "librosa", "transformers")
 try:
     smile_description("eGeMAPSv99", ("Functionals",))
 except EmoError as e:
@@ -186,4 +188,49 @@ print(json.dumps({"loaded": sorted(m for m in heavy if m in sys.modules), "paths
         params = attrs["params"]
         assert (params["feature_set"], params["feature_level"]) == (smile.feature_set.value, level.value)
     assert len(seen["egemaps"]["feature_names"]) == 88 and len(seen["lld"]["feature_names"]) == 25
-    assert "cannot describe eGeMAPSv99" in seen["error"] and "KeyError" in seen["error"], seen["error"]
+    assert "cannot describe eGeMAPSv99: unknown feature set" in seen["error"], seen["error"]
+
+
+def test_a_worker_computes_egemaps_without_pandas() -> None:
+    # a worker's eGeMAPS (functionals and descriptors) loads SMILEapi alone: the opensmile package's front end
+    # would keep pandas, pyarrow and audformat resident in every worker (0.1 GB each)
+    script = """
+import json, sys
+import numpy as np
+from emo.pipeline.config import ExtractionConfig
+from emo.pipeline.datasets import ClipRecord
+from emo.pipeline.extractors import Clip
+from emo.pipeline.runner import worker_extractors
+from emo.pipeline.synthetic import speech_like
+(extractor,) = worker_extractors(ExtractionConfig(features=("egemaps",), egemaps_lld=True))
+clip = Clip(record=ClipRecord("c", path=None), audio=speech_like("sad", 1.5, seed=3), sample_rate=16000)
+out = extractor.extract(clip)
+heavy = ("opensmile", "pandas", "pyarrow", "audformat", "audinterface")
+shapes = {k: v.shape for k, v in out.items()}
+print(json.dumps({"loaded": sorted(m for m in heavy if m in sys.modules), "shapes": shapes,
+                  "finite": bool(np.isfinite(out["audio/egemaps"]).all())}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert seen["shapes"]["audio/egemaps"] == [88] and seen["finite"]
+    assert seen["shapes"]["audio/egemaps_lld/aligned"][1] == 25
+
+
+@pytest.mark.parametrize("level", ["Functionals", "LowLevelDescriptors"])
+def test_smileapi_gives_opensmiles_own_values(level: str, speech: np.ndarray) -> None:
+    # the same library, config, options and 16-bit conversion as opensmile.Smile: identical values, on speech, on
+    # a signal past full scale (its int16 conversion wraps), and on one too short for a frame (a row of NaN)
+    ours = SmileFeatures("eGeMAPSv02", level)
+    theirs = opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel[level])
+    loud = 1.5 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32)
+    for signal in (speech, loud, speech[:100]):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Segment too short")
+            expected = theirs.process_signal(signal, SR).to_numpy(np.float32)
+        np.testing.assert_array_equal(ours(signal, SR), expected)
+    assert ours.feature_names == list(theirs.feature_names)
+    for name, value in FEATURE_SETS.items():
+        assert opensmile.FeatureSet[name].value == value
+    for name, value in FEATURE_LEVELS.items():
+        assert opensmile.FeatureLevel[name].value == value

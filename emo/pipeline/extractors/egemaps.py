@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,12 +11,9 @@ from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.config import Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 from emo.pipeline.extractors.mel import cleanup_params
-from emo.pipeline.smile_description import smile_description
+from emo.pipeline.opensmile_api import SmileFeatures, smile_description
 
-if TYPE_CHECKING:
-    import opensmile
-
-#: member of opensmile.FeatureSet (opensmile, with pandas and audformat, is imported where a Smile is built)
+#: member of opensmile.FeatureSet (run through SMILEapi: emo.pipeline.opensmile_api)
 FEATURE_SET = "eGeMAPSv02"
 N_FUNCTIONALS = 88
 N_LLD = 25
@@ -48,13 +43,9 @@ class EgemapsExtractor(Extractor):
     path = "audio/egemaps"
     lld_path = "audio/egemaps_lld"
 
-    def _smile(self, level: str) -> opensmile.Smile:
-        """A Smile of eGeMAPSv02 at ``level`` (:data:`FUNCTIONALS` or :data:`LLD`)."""
-        import opensmile
-
-        return opensmile.Smile(
-            feature_set=opensmile.FeatureSet[FEATURE_SET], feature_level=opensmile.FeatureLevel[level]
-        )
+    def _smile(self, level: str) -> SmileFeatures:
+        """eGeMAPSv02 at ``level`` (:data:`FUNCTIONALS` or :data:`LLD`)."""
+        return SmileFeatures(FEATURE_SET, level)
 
     def _levels(self) -> tuple[str, ...]:
         return (FUNCTIONALS, LLD) if self.config.section(EgemapsOptions).egemaps_lld else (FUNCTIONALS,)
@@ -63,7 +54,7 @@ class EgemapsExtractor(Extractor):
         described = smile_description(FEATURE_SET, self._levels())
         smile = described["levels"][level]
         return {
-            "extractor": "opensmile.Smile",
+            "extractor": "openSMILE SMILEapi (opensmile.Smile's library, configs and options)",
             "extractor_version": f"opensmile {described['version']}",
             "params": {
                 "feature_set": smile["feature_set"],
@@ -91,17 +82,15 @@ class EgemapsExtractor(Extractor):
         self.functionals = self._smile(FUNCTIONALS)
         self.lld = self._smile(LLD) if self.config.section(EgemapsOptions).egemaps_lld else None
         noise = 0.1 * np.random.default_rng(0).standard_normal(self.config.sample_rate).astype(np.float32)
-        self.functionals.process_signal(noise, self.config.sample_rate)
+        self.functionals(noise, self.config.sample_rate)
 
     def extract(self, clip: Clip) -> dict[str, np.ndarray]:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Segment too short")
-            values = self.functionals.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
+        values = self.functionals(clip.audio, clip.sample_rate)
         if values.shape != (1, N_FUNCTIONALS) or np.isnan(values).all():
             raise RuntimeError(f"openSMILE gave no functionals for {clip.audio.size / clip.sample_rate:.3f} s of audio")
         out = {self.path: values[0]}
         if self.lld is not None:
-            frames = self.lld.process_signal(clip.audio, clip.sample_rate).to_numpy(np.float32)
+            frames = self.lld(clip.audio, clip.sample_rate)
             times = np.arange(len(frames)) / LLD_FRAME_RATE_HZ + LLD_FRAME_OFFSET_S
             out |= derive(self.lld_path, frames, self.config.align_steps, **clip.audio_grid(times))
         return out
