@@ -194,6 +194,15 @@ def test_embed_resizes_batches_and_accepts_float_crops(crops: np.ndarray) -> Non
         model.embed(crops[0])
 
 
+def test_the_check_faces_are_scikit_images_astronaut() -> None:
+    # read with PIL from the file scikit-image ships: the very pixels of skimage.data.astronaut()
+    from emo.pipeline.synthetic import face_photo
+
+    np.testing.assert_array_equal(face_photo(), skimage.data.astronaut())
+    faces = check_faces()
+    assert faces.shape == (8, 224, 224, 3) and faces.dtype == np.uint8 and len({f.tobytes() for f in faces}) == 8
+
+
 def test_bf16_keeps_resnet_embeddings_and_is_refused_where_it_would_not() -> None:
     faces = check_faces()
     fp32 = load_visual_model("resnet18", "random")
