@@ -28,8 +28,9 @@ FEATURE_SETS = {
     "eGeMAPSv02": "egemaps/v02/eGeMAPSv02",
     "emobase": "emobase/emobase",
 }
-#: ``opensmile.FeatureLevel`` names -> the sink levels of those configs (``FeatureLevel[name].value``)
-FEATURE_LEVELS = {"LowLevelDescriptors": "lld", "LowLevelDescriptors_Deltas": "lld_de", "Functionals": "func"}
+#: ``opensmile.FeatureLevel`` names -> the sink levels of those configs (``FeatureLevel[name].value``); the
+#: deltas level, which opensmile refuses for the GeMAPS sets, is left out
+FEATURE_LEVELS = {"LowLevelDescriptors": "lld", "Functionals": "func"}
 #: ``opensmile.config``'s component names and shared configs for a signal in memory and one output level
 SOURCE, SINK = "extsource", "extsink"
 SOURCE_CONFIG = "shared/standard_external_wave_input.conf.inc"
@@ -73,13 +74,10 @@ class SmileFeatures:
 
     def __init__(self, feature_set: str, feature_level: str) -> None:
         if feature_set not in FEATURE_SETS:
-            raise EmoError(
-                f"openSMILE cannot describe {feature_set}: unknown feature set (known: {', '.join(FEATURE_SETS)})"
-            )
+            raise EmoError(f"openSMILE has no feature set {feature_set} (known: {', '.join(FEATURE_SETS)})")
         if feature_level not in FEATURE_LEVELS:
             raise EmoError(
-                f"openSMILE cannot describe {feature_set} at level {feature_level}: unknown level "
-                f"(known: {', '.join(FEATURE_LEVELS)})"
+                f"openSMILE has no feature level {feature_level} for {feature_set} (known: {', '.join(FEATURE_LEVELS)})"
             )
         self.feature_set, self.feature_level = feature_set, feature_level
         self.config_root = _package_dir() / "core" / "config"
@@ -116,9 +114,10 @@ class SmileFeatures:
         return smile
 
     def __call__(self, signal: np.ndarray, sampling_rate: int) -> np.ndarray:
-        """[frames, features] float32 of a mono float signal in [-1, 1] (converted to 16-bit PCM, as opensmile
-        does); one row of NaN where the signal is too short for a single frame."""
-        pcm = (np.asarray(signal, dtype=np.float32).reshape(-1) * 32768).astype(np.int16)
+        """[frames, features] float32 of a mono float signal in [-1, 1], converted to 16-bit PCM as opensmile
+        converts it (scaled in the signal's own precision, then cast); one row of NaN where the signal is too short
+        for a single frame."""
+        pcm = (np.asarray(signal).reshape(-1) * 32768).astype(np.int16)
         rows: list[np.ndarray] = []
         smile = self._smile({"sampleRate": sampling_rate, "nBits": 16})
         try:
