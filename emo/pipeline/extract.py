@@ -232,9 +232,8 @@ def extract(
         expected = _expected_clips(location, scan, config.hash(), overwrite)
         early = _cluster_start(stack, cluster, expected, device, needs_models, config, offline)
         if early is not None:
-            # What this process does next (openSMILE's names from a child interpreter, Zarr) would take a core
-            # while the cluster starts (0.6 s later on 2 cores); once it is up, it overlaps the workers' model
-            # loading.
+            # What this process does next (openSMILE's feature names, Zarr) would take a core while the cluster
+            # starts (0.6 s later on 2 cores); once it is up, it overlaps the workers' model loading.
             early.wait_connected()
         specs = [spec for ex in extractors for spec in ex.array_specs]
         report = ExtractionReport(

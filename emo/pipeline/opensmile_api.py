@@ -133,22 +133,3 @@ class SmileFeatures:
             return np.full((1, len(self.feature_names)), np.nan, np.float32)
         return np.vstack(rows).astype(np.float32, copy=False)
 
-
-def describe(feature_set: str, levels: tuple[str, ...]) -> dict[str, Any]:
-    """``{"version": ..., "levels": {level: {"feature_set", "feature_level", "feature_names"}}}``: what a store
-    records of an openSMILE feature set (the values of ``opensmile.Smile``'s attributes)."""
-    described = {}
-    for level in levels:
-        smile = SmileFeatures(feature_set, level)
-        described[level] = {
-            "feature_set": smile.feature_set_value,
-            "feature_level": smile.feature_level_value,
-            "feature_names": smile.feature_names,
-        }
-    return {"version": version(), "levels": described}
-
-
-@functools.cache
-def smile_description(feature_set: str, levels: tuple[str, ...]) -> dict[str, Any]:
-    """:func:`describe`, once per process."""
-    return describe(feature_set, levels)

@@ -165,12 +165,12 @@ import json, sys
 from emo.errors import EmoError
 from emo.pipeline.config import ExtractionConfig
 from emo.pipeline.extractors import build_extractors
-from emo.pipeline.opensmile_api import smile_description
+from emo.pipeline.opensmile_api import SmileFeatures
 config = ExtractionConfig(egemaps_lld=True, visual_weights="random")
 specs = {s.path: s.attrs for ex in build_extractors(config) for s in ex.array_specs}
 heavy = ("opensmile", "pandas", "pyarrow", "audformat", "av", "torch", "librosa", "transformers")
 try:
-    smile_description("eGeMAPSv99", ("Functionals",))
+    SmileFeatures("eGeMAPSv99", "Functionals")
 except EmoError as e:
     error = str(e)
 print(json.dumps({"loaded": sorted(m for m in heavy if m in sys.modules), "paths": sorted(specs),

@@ -11,7 +11,7 @@ from emo.features_store.sequences import derive, grid_description
 from emo.pipeline.config import Section, option, register_section
 from emo.pipeline.extractors.base import Clip, Extractor, register
 from emo.pipeline.extractors.mel import cleanup_params
-from emo.pipeline.opensmile_api import SmileFeatures, smile_description
+from emo.pipeline.opensmile_api import SmileFeatures, version
 
 #: member of opensmile.FeatureSet (run through SMILEapi: emo.pipeline.opensmile_api)
 FEATURE_SET = "eGeMAPSv02"
@@ -47,31 +47,26 @@ class EgemapsExtractor(Extractor):
         """eGeMAPSv02 at ``level`` (:data:`FUNCTIONALS` or :data:`LLD`)."""
         return SmileFeatures(FEATURE_SET, level)
 
-    def _levels(self) -> tuple[str, ...]:
-        return (FUNCTIONALS, LLD) if self.config.section(EgemapsOptions).egemaps_lld else (FUNCTIONALS,)
-
-    def _attrs(self, level: str) -> dict[str, object]:
-        described = smile_description(FEATURE_SET, self._levels())
-        smile = described["levels"][level]
+    def _attrs(self, smile: SmileFeatures) -> dict[str, object]:
         return {
             "extractor": "openSMILE SMILEapi (opensmile.Smile's library, configs and options)",
-            "extractor_version": f"opensmile {described['version']}",
+            "extractor_version": f"opensmile {version()}",
             "params": {
-                "feature_set": smile["feature_set"],
-                "feature_level": smile["feature_level"],
+                "feature_set": smile.feature_set_value,
+                "feature_level": smile.feature_level_value,
                 "sample_rate_hz": self.config.sample_rate,
                 **cleanup_params(self.config),
             },
-            "feature_names": smile["feature_names"],
+            "feature_names": list(smile.feature_names),
             "license": "openSMILE binary: audEERING research license",
         }
 
     def specs(self) -> list[FeatureSpec]:
         specs: list[FeatureSpec] = [
-            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(FUNCTIONALS))
+            VectorSpec(self.path, (N_FUNCTIONALS,), attrs=self._attrs(self._smile(FUNCTIONALS)))
         ]
         if self.config.section(EgemapsOptions).egemaps_lld:
-            attrs = self._attrs(LLD)
+            attrs = self._attrs(self._smile(LLD))
             attrs["frame_rate_hz"] = LLD_FRAME_RATE_HZ
             attrs["frame_offset_s"] = LLD_FRAME_OFFSET_S
             attrs["time_grid"] = grid_description(self.config.align_steps)
