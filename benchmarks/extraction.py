@@ -157,8 +157,8 @@ def summary(rows: list[dict]) -> list[dict]:
     out.append(
         measure(
             "extraction throughput",
-            f"every feature, emo extract --workers 2, {clips} ({media:.1f} s of media): new defaults (--face-track "
-            f"{_default_face_track()}, --visual-precision auto) {w2:.1f} s vs e4234c1's settings "
+            f"every feature, emo extract --workers 2, {clips} ({media:.1f} s of media): new defaults "
+            f"(--face-track auto = {_default_face_track()}, --visual-precision auto) {w2:.1f} s vs e4234c1's settings "
             f"({OLD_SETTINGS.split(' ', 4)[4]}) "
             f"{old:.1f} s in the same run = {ratio:.2f}x",
             round(media / w2, 2),

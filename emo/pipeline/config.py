@@ -39,29 +39,42 @@ LEGACY_VALUES: dict[str, Any] = {
 }
 
 
-#: Options whose ``auto`` is a measured default that may change between emo versions (the backbone's numerics).
-#: Resuming a store that holds clips, ``auto`` is what that store was extracted with (:func:`resume_choices`).
-AUTO_OPTIONS = ("visual_precision", "visual_runtime")
+#: Options whose ``auto`` is a measured default that may change between emo versions (the keyframe interval of
+#: face tracking, the backbone's numerics). Resuming a store that holds clips, ``auto`` is what that store was
+#: extracted with (:func:`resume_choices`).
+AUTO_OPTIONS = ("face_track", "visual_precision", "visual_runtime")
+#: The options among :data:`AUTO_OPTIONS` whose ``auto`` is a choice per backbone.
+_BACKBONE_AUTO_OPTIONS = ("visual_precision", "visual_runtime")
+
+
+def _auto_now(key: str, visual_model: str) -> Any:
+    """What ``auto`` means today for option ``key``."""
+    if key == "face_track":
+        from emo.pipeline.extractors.faces import DEFAULT_FACE_TRACK
+
+        return DEFAULT_FACE_TRACK
+    from emo.pipeline.backbones import get_backbone
+
+    backbone = get_backbone(visual_model)
+    return backbone.precision if key == "visual_precision" else backbone.runtime
 
 
 def resume_choices(values: dict[str, Any], recorded: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """``values`` (option name -> value) with each :data:`AUTO_OPTIONS` left at ``auto`` set to what the config
     ``recorded`` in a store holds (an absent key: its :data:`LEGACY_VALUES`), so that running the same command
-    again resumes a store extracted before ``auto`` changed; and a note per option so set. Only for the backbone
-    the store was extracted with: ``auto`` is a choice per backbone (another one is refused as another
-    configuration anyway)."""
-    if recorded is None or values.get("visual_model") != recorded.get("visual_model"):
+    again resumes a store extracted before ``auto`` changed; and a note per option so set. The backbone's
+    numerics only for the backbone the store was extracted with: their ``auto`` is a choice per backbone (another
+    one is refused as another configuration anyway)."""
+    if recorded is None:
         return values, []
-    from emo.pipeline.backbones import get_backbone
-
-    backbone = get_backbone(str(values["visual_model"]))
+    same_backbone = values.get("visual_model") == recorded.get("visual_model")
     out, notes = dict(values), []
     for key in AUTO_OPTIONS:
-        if out.get(key) == "auto":
-            out[key] = recorded.get(key, LEGACY_VALUES[key])
-            now = backbone.precision if key == "visual_precision" else backbone.runtime
-            if out[key] != now:  # said only where it is not what `auto` means today
-                notes.append(f"--{key.replace('_', '-')} auto is {out[key]}, as the store was extracted")
+        if out.get(key) != "auto" or (key in _BACKBONE_AUTO_OPTIONS and not same_backbone):
+            continue
+        out[key] = recorded.get(key, LEGACY_VALUES[key])
+        if out[key] != _auto_now(key, str(values.get("visual_model"))):  # said only where not what auto means now
+            notes.append(f"--{key.replace('_', '-')} auto is {out[key]}, as the store was extracted")
     return out, notes
 
 

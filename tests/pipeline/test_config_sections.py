@@ -75,6 +75,23 @@ def test_every_section_option_is_an_extract_option() -> None:
             assert (flag in result.output) == f.metadata.get("cli", True), flag
 
 
+def test_auto_face_track_resumes_what_the_store_was_extracted_with() -> None:
+    from emo.pipeline.config import resume_choices
+    from emo.pipeline.extractors.faces import DEFAULT_FACE_TRACK
+
+    auto = {"visual_model": "resnet18", "face_track": "auto"}
+    # a store extracted when auto meant 8 frames: resumed with 8, and said
+    assert resume_choices(auto, {"visual_model": "resnet18", "face_track": 8}) == (
+        {**auto, "face_track": 8},
+        ["--face-track auto is 8, as the store was extracted"],
+    )
+    # one from before tracking (nothing recorded: every frame), whichever backbone it was extracted with
+    assert resume_choices(auto, {"visual_model": "resnet50"})[0]["face_track"] == 1
+    # today's K, silently; an explicit K stays what was asked
+    assert resume_choices(auto, {"face_track": DEFAULT_FACE_TRACK}) == ({**auto, "face_track": DEFAULT_FACE_TRACK}, [])
+    assert resume_choices({**auto, "face_track": 3}, {"face_track": 8})[0]["face_track"] == 3
+
+
 def test_auto_numerics_resume_what_the_store_was_extracted_with() -> None:
     from emo.pipeline.config import resume_choices
 

@@ -94,8 +94,11 @@ def test_option_is_validated_recorded_and_absent_from_older_configs() -> None:
         ExtractionConfig(face_track=0)
     with pytest.raises(UsageError, match="--face-track"):
         FaceTracker(FaceDetector.__new__(FaceDetector), 0)
-    default = ExtractionConfig()
+    with pytest.raises(UsageError, match="--face-track"):
+        ExtractionConfig(face_track="often")
+    default = ExtractionConfig()  # --face-track auto, recorded as the K it stands for
     assert default.section(VisualOptions).face_track == DEFAULT_FACE_TRACK > 1
+    assert ExtractionConfig(face_track="auto").hash() == ExtractionConfig(face_track=DEFAULT_FACE_TRACK).hash()
     recorded = default.to_dict()
     assert recorded["face_track"] == DEFAULT_FACE_TRACK
     # and in the provenance every video array carries

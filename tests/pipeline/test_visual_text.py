@@ -327,18 +327,19 @@ def test_a_worker_refusing_its_model_stops_the_run_with_one_line(tmp_path: Path,
 
 
 def test_a_store_extracted_before_a_default_changed_is_resumed(tmp_path: Path, av_dataset: Path) -> None:
-    """`auto` numerics resume a store with what it was extracted with: a store written with --visual-runtime
-    torch (what every store ran before the option existed) is resumed by the same command without the option,
-    though `auto` now means ONNX Runtime for EfficientNet-Lite0."""
+    """`auto` options resume a store with what it was extracted with: a store written with --visual-runtime
+    torch (what every store ran before the option existed) and --face-track 8 (auto before it meant 5) is resumed
+    by the same command without the options, though `auto` now means ONNX Runtime for EfficientNet-Lite0."""
     out = tmp_path / "before.zarr"
     args = ("extract", str(av_dataset), "-o", str(out), "--workers", "1", "--features", "faces",
             "--visual-model", "efficientnet-lite0", "--json")  # fmt: skip
-    first = run_emo(*args, "-q", "--visual-runtime", "torch")
+    first = run_emo(*args, "-q", "--visual-runtime", "torch", "--face-track", "8")
     assert first.returncode == 0, first.stderr
     assert "visual_runtime" not in FeatureStore.open(out).config  # recorded as before the option existed
     again = run_emo(*args)
     assert again.returncode == 0, again.stderr
     assert "--visual-runtime auto is torch, as the store was extracted" in again.stderr
+    assert "--face-track auto is 8, as the store was extracted" in again.stderr
     report = json.loads(again.stdout)
     assert (report["n_already_done"], report["n_written"]) == (4, 0)
 

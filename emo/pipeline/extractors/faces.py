@@ -35,12 +35,22 @@ from emo.pipeline.extractors.base import Clip, Extractor, Unavailable, register
 
 # torch, MTCNN and the backbones are imported where they are used, so that audio-only runs never load them.
 
-#: ``--face-track``: the largest K whose faces agree with per-frame MTCNN on >= 98% of frames (IoU >= 0.5) and
-#: whose landmarks stay within 3% of the inter-ocular distance on every set of ``benchmarks/face_tracking.py``
-#: (the benchmark clips, fast head motion, cuts between two faces).
-DEFAULT_FACE_TRACK = 8
+#: ``--face-track auto``: the largest K whose faces agree with per-frame MTCNN on >= 98% of frames (IoU >= 0.5)
+#: and whose landmarks stay within 3% of the inter-ocular distance on every set of ``benchmarks/face_tracking.py``
+#: (the benchmark clips, fast head motion, cuts between two faces), on each machine it was measured on: K = 8
+#: gave 2.998% on the Intel one and 3.07% on the AMD one (on the cuts), K = 5 2.92% on both (README, Performance).
+DEFAULT_FACE_TRACK = 5
 #: Visual weights that are not a file path.
 NAMED_WEIGHTS = ("imagenet", "random")
+
+
+def _face_track(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a number of frames or auto, got {text!r}") from None
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
@@ -68,10 +78,12 @@ class VisualOptions(Section):
         "refined on the full-resolution frame.",
     )
     face_track: int = option(
-        DEFAULT_FACE_TRACK,
+        "auto",
         "Full MTCNN detection on every K-th sampled frame and whenever the face is lost; in between the face is "
-        "followed from the previous frame's box by O-Net (1 = detect in every frame).",
-        metavar="K",
+        f"followed from the previous frame's box by O-Net (1 = detect in every frame; auto = {DEFAULT_FACE_TRACK}, the "
+        "largest K that kept faces and landmarks as per-frame detection does in benchmarks/face_tracking.py).",
+        metavar="K|auto",
+        parse=_face_track,
     )
     face_size: int = option(224, cli=False)  # aligned crop, pixels
     visual_model: str = option(
@@ -136,7 +148,9 @@ class VisualOptions(Section):
                 f"--face-detect-size {self.face_detect_size} is smaller than --face-min-size {self.face_min_size}: "
                 "no face could be found (0 detects at full resolution)"
             )
-        if self.face_track < 1:
+        if self.face_track == "auto":  # recorded resolved, as the backbone's numerics
+            object.__setattr__(self, "face_track", DEFAULT_FACE_TRACK)
+        if not isinstance(self.face_track, int) or isinstance(self.face_track, bool) or self.face_track < 1:
             raise UsageError(f"--face-track must be at least 1 (1 = detect in every frame), got {self.face_track}")
         if self.face_size < 32:
             raise UsageError(f"face_size must be at least 32 pixels, got {self.face_size}")
