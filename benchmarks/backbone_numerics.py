@@ -1,7 +1,8 @@
 """Backbone numerics: the face backbones in fp32 channels-last (emo's torch path) against bf16 autocast,
-``torch.compile`` and ONNX Runtime (emo's ``--visual-runtime onnxruntime`` path in fp32, and int8 by static
-quantization as ONNX Runtime prescribes for x86: pre-processed graph, u8 activations, s8 per-channel weights), on
-one thread as a Dask worker runs them, at batch 8 (emo's CPU batch) and 32.
+``torch.compile`` and ONNX Runtime (emo's ``--visual-runtime onnxruntime`` path in fp32, int8 by static
+quantization as ONNX Runtime prescribes for x86: pre-processed graph, u8 activations, s8 per-channel weights, and
+int8 by dynamic quantization, which needs no calibration), on one thread as a Dask worker runs them, at batch 8
+(emo's CPU batch) and 32.
 
 Per model, batch and numerics: milliseconds per crop of wall and of CPU time (best of the repeats; the speed-up
 is of CPU time, which the load of other processes does not inflate) and how far the embeddings move from fp32
@@ -99,21 +100,36 @@ def _emo_onnx(name: str, weights: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: model.embed(x, batch_size=len(x))
 
 
-def _onnx(model: VisualModel, batch: int, int8_calibration: np.ndarray | None, workdir: Path) -> Callable:
+def _onnx(
+    model: VisualModel, batch: int, int8_calibration: np.ndarray | None, workdir: Path, dynamic: bool = False
+) -> Callable:
     """The backbone in ONNX Runtime, fp32 or int8 by static quantization the way ONNX Runtime prescribes for x86:
     the graph pre-processed first (the exporter leaves each Conv bias a Constant node; without folding them into
     initializers the quantizer keeps the biases in float and no QLinearConv can be fused, so the graph runs
     slower than fp32), then unsigned 8-bit activations with signed 8-bit per-channel weights (u8s8, the operand
     types of the CPU's int8 dot-product instructions; signed activations ran ResNet-18 2.6x slower on an AMD Zen 4
-    VM), MinMax calibration on other crops than the measured ones. The function records how many convolutions
-    run quantized."""
+    VM), MinMax calibration on other crops than the measured ones. ``dynamic``: int8 by dynamic quantization
+    instead (each batch's activation range measured as it runs, so no calibration crops; per-channel u8 weights,
+    as s8 weights ran 3-4x slower there): ConvInteger nodes. The function records how many convolutions run
+    quantized."""
     import onnx
     import onnxruntime as ort
 
     path = workdir / f"{model.name}-{batch}.onnx"
     example = torch.zeros(batch, 3, model.input_size, model.input_size)
     torch.onnx.export(model._module, example, str(path), input_names=["x"], output_names=["y"], dynamo=False)  # noqa: SLF001
-    if int8_calibration is not None:
+    if dynamic:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        prepared = workdir / f"{model.name}-{batch}-prepared.onnx"
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+        quantized = workdir / f"{model.name}-{batch}-int8-dynamic.onnx"
+        quantize_dynamic(
+            str(prepared), str(quantized), per_channel=True, weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"]
+        )
+        path = quantized
+    elif int8_calibration is not None:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -147,7 +163,8 @@ def _onnx(model: VisualModel, batch: int, int8_calibration: np.ndarray | None, w
     options.optimized_model_filepath = str(optimized)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     ops = [node.op_type for node in onnx.load(str(optimized)).graph.node]
-    convs = {"quantized": ops.count("QLinearConv"), "float": ops.count("Conv") + ops.count("FusedConv")}
+    quantized_ops = ops.count("QLinearConv") + ops.count("ConvInteger")
+    convs = {"quantized": quantized_ops, "float": ops.count("Conv") + ops.count("FusedConv")}
 
     def fn(x: np.ndarray) -> np.ndarray:
         inp = model._prepare(x).contiguous().numpy()  # noqa: SLF001
@@ -184,6 +201,9 @@ def run(quick: bool, models: list[str] | None = None, numerics: str | None = Non
                 if have_ort:
                     variants["ONNX Runtime fp32 (emo)"] = partial(_emo_onnx, name, weights)
                     variants["ONNX Runtime int8 (static, u8s8)"] = partial(_onnx, model, batch, calibration, Path(tmp))
+                    variants["ONNX Runtime int8 (dynamic, u8u8)"] = partial(
+                        _onnx, model, batch, None, Path(tmp), dynamic=True
+                    )
                 rows.append(_row(name, weights, batch, "fp32 channels-last (emo)", base_ms, base_ms, base, base, 0.0))
                 for label, make in variants.items():
                     if numerics and not any(part.lower() in label.lower() for part in numerics.split(",")):
