@@ -118,43 +118,48 @@ def _onnx(
     path = workdir / f"{model.name}-{batch}.onnx"
     example = torch.zeros(batch, 3, model.input_size, model.input_size)
     torch.onnx.export(model._module, example, str(path), input_names=["x"], output_names=["y"], dynamo=False)  # noqa: SLF001
-    if dynamic:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    if dynamic or int8_calibration is not None:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
         prepared = workdir / f"{model.name}-{batch}-prepared.onnx"
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-        quantized = workdir / f"{model.name}-{batch}-int8-dynamic.onnx"
-        quantize_dynamic(
-            str(prepared), str(quantized), per_channel=True, weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"]
-        )
-        path = quantized
-    elif int8_calibration is not None:
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+        quantized = workdir / f"{model.name}-{batch}-int8{'-dynamic' if dynamic else ''}.onnx"
+        if dynamic:
+            quantize_dynamic(
+                str(prepared),
+                str(quantized),
+                per_channel=True,
+                weight_type=QuantType.QUInt8,
+                op_types_to_quantize=["Conv"],
+            )
+        else:
 
-        class Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                batches = [int8_calibration[i : i + batch] for i in range(0, len(int8_calibration), batch)]
-                self.items = iter(
-                    {"x": model._prepare(b).contiguous().numpy()} for b in batches if len(b) == batch  # noqa: SLF001
-                )
+            class Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    batches = [int8_calibration[i : i + batch] for i in range(0, len(int8_calibration), batch)]
+                    self.items = iter(
+                        {"x": model._prepare(b).contiguous().numpy()} for b in batches if len(b) == batch  # noqa: SLF001
+                    )
 
-            def get_next(self) -> dict | None:
-                return next(self.items, None)
+                def get_next(self) -> dict | None:
+                    return next(self.items, None)
 
-        prepared = workdir / f"{model.name}-{batch}-prepared.onnx"
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-        quantized = workdir / f"{model.name}-{batch}-int8.onnx"
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
         path = quantized
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
